@@ -1,0 +1,62 @@
+"""One typed settings object (prefix ``TOOLRUN_``), built once and passed in.
+
+Nothing else in toolrun reads the environment: ``create_app(settings)`` and the executor take
+this object, and tests build their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("toolrun", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every knob of toolrun. Environment: ``TOOLRUN_<FIELD>`` (nested: ``__``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOOLRUN_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="SQLite file and state.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/toolrun.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ws_port: int | None = Field(default=8765, description="Second port for the seed-002 WebSocket.")
+    workers: int = Field(default=2, ge=1, le=256, description="Worker processes of the executor.")
+    queue_size: int = Field(default=10_000, ge=1, description="Bound of the executor's queue.")
+    default_timeout_s: float = Field(default=30.0, gt=0, description="Per-call time limit.")
+    max_timeout_s: float = Field(default=3600.0, gt=0, description="Largest per-tool timeout.")
+    external_registry_url: str | None = Field(
+        default=None,
+        description="Base URL of the registry that /tool/register/{id} fetches from "
+        "(another toolrun, or any server answering GET {base}/tool/{id}).",
+    )
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Credentials by name for http tools: TOOLRUN_SECRETS__NAME=value.",
+    )
+    functions_dirs: list[Path] = Field(
+        default_factory=list, description="Folders whose modules' public functions are registered."
+    )
+    functions_packages: list[str] = Field(
+        default_factory=list, description="Packages whose modules' public functions are registered."
+    )
+    namespace_separator: str = Field(default="_", pattern=r"^[A-Za-z0-9_-]{1,3}$")
+    demo: bool = Field(default=False, description="Register the demo tools at start-up.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'toolrun.db'}"

@@ -1,0 +1,112 @@
+"""The Tool value: everything toolrun knows about one callable function.
+
+Every other shape (seed-002 ``OrgTools``/``OrgFunctions``, Open Functions definitions, OpenAI
+``tools[]`` entries, MCP tools) is a view of this value produced in :mod:`.formats`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from toolrun.registry.ids import make_id, validate_name, validate_version
+from toolrun.registry.runtimes import Runtime
+
+EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+Isolation = Literal["inline", "process"]
+
+
+class ExecutionPolicy(BaseModel):
+    """Limits of a call. ``isolation="inline"`` marks a tool *trusted*: it may run inside the
+    API process (the fast path); every other tool runs in a worker process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float | None = Field(default=None, gt=0, description="None: the server default.")
+    isolation: Isolation = "process"
+
+    @property
+    def trusted(self) -> bool:
+        return self.isolation == "inline"
+
+
+class Tool(BaseModel):
+    """One tool. Its id is ``name`` or ``name:version``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str | None = None
+    namespace: str | None = None
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    input_schema: dict[str, Any] = Field(default_factory=lambda: dict(EMPTY_OBJECT_SCHEMA))
+    output_schema: dict[str, Any] | None = None
+    default_params: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    runtime: Runtime | None = None
+    policy: ExecutionPolicy = Field(default_factory=ExecutionPolicy)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_name(value)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        return validate_version(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(t for t in value))
+
+    @field_validator("input_schema", "output_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        try:
+            jsonschema.Draft202012Validator.check_schema(value)
+        except jsonschema.SchemaError as exc:
+            path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            raise ValueError(f"not a valid JSON Schema at {path}: {exc.message}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _input_is_object(self) -> Tool:
+        kind = self.input_schema.get("type")
+        if kind not in (None, "object"):
+            raise ValueError("input_schema must describe an object (type: object)")
+        return self
+
+    @property
+    def id(self) -> str:
+        return make_id(self.name, self.version)
+
+    @property
+    def timeout_s(self) -> float | None:
+        return self.policy.timeout_s
+
+    def with_changes(self, **changes: Any) -> Tool:
+        """A validated copy with some fields replaced."""
+        data = self.model_dump()
+        data.update(changes)
+        return Tool.model_validate(data)
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON document stored and queried (toolrun's own shape, plus ``id``)."""
+        doc = self.model_dump(mode="json", exclude={"created_at", "updated_at"})
+        doc["id"] = self.id
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Tool:
+        data = {k: v for k, v in doc.items() if k != "id"}
+        return cls.model_validate(data)

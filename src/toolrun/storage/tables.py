@@ -1,0 +1,44 @@
+"""SQLAlchemy table definitions. Alembic migrations in ``migrations/`` create them; keep the two
+in step (a test compares them).
+
+Each tool is stored whole as a JSON document (``doc``: JSONB on PostgreSQL, JSON text on
+SQLite) that the Mongo-style filters query in the database; ``name``/``version``/``namespace``
+are copied into columns for lookups and version resolution.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, DateTime, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+tools = Table(
+    "tools",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("name", String(128), nullable=False, index=True),
+    Column("version", String(64), nullable=True),
+    Column("namespace", String(128), nullable=True, index=True),
+    Column("doc", JsonDoc, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tool_id", String(300), nullable=False, index=True),
+    Column("arguments", JsonDoc, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("result", JsonDoc, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("timeout_s", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
