@@ -12,7 +12,8 @@
     ├── CallError                      failures the model/caller should be told about      (4xx)
     │   ├── ArgumentsInvalid           arguments that violate the input schema (every violation listed)
     │   ├── NotExecutable              the tool has no runtime, or its runtime cannot run here
-    │   └── JobNotFinished             asking a job's result before it has one              (409)
+    │   ├── JobNotFinished             asking a job's result before it has one              (409)
+    │   └── JobAlreadyFinished         cancelling a job that has already ended              (409)
     └── InfrastructureError            the platform itself failed                         (5xx)
         ├── StoreError                 the database
         ├── QueueFull                  the executor's bounded queue is full                (503)
@@ -91,6 +92,11 @@ class NotExecutable(CallError):
 class JobNotFinished(CallError):
     status_code = 409
     type = "job_not_finished"
+
+
+class JobAlreadyFinished(CallError):
+    status_code = 409
+    type = "job_finished"
 
 
 class InfrastructureError(ToolrunError):

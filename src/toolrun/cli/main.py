@@ -1,0 +1,155 @@
+"""The ``toolrun`` command. Errors print one readable line and exit non-zero."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from toolrun.config import Settings
+from toolrun.errors import ToolrunError
+
+app = typer.Typer(
+    help="toolrun: register, find and call tools for LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default: per-user).")
+]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    try:
+        return Settings(**values)
+    except Exception as exc:  # pydantic ValidationError: show it in one line
+        fail(f"invalid settings: {exc}".splitlines()[0])
+        raise
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run a command body, turning toolrun errors into one line and exit status 1."""
+    try:
+        return fn()
+    except ToolrunError as exc:
+        fail(exc.message)
+        raise
+    except OSError as exc:
+        fail(str(exc))
+        raise
+
+
+def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return guarded(lambda: asyncio.run(coro_fn()))
+
+
+def emit(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@app.command()
+def serve(
+    demo: Annotated[bool, typer.Option("--demo", help="Register the demo tools.")] = False,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="REST (and WebSocket) port [8000].")] = None,
+    ws_port: Annotated[int | None, typer.Option(help="Seed-002 WebSocket port [8765].")] = None,
+    data_dir: DataDir = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the REST API and the WebSocket (both ports answer every route)."""
+    from toolrun.cli.serve import run
+
+    settings = settings_for(
+        data_dir, demo=demo or None, host=host, port=port, ws_port=ws_port, workers=workers
+    )
+    guarded(lambda: run(settings, log_level=log_level))
+
+
+@app.command("ls")
+def list_tools(
+    filter_json: Annotated[
+        str | None, typer.Option("--filter", help='Mongo-style filter, e.g. \'{"tags": "math"}\'.')
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List tools (id, namespace, tags, description)."""
+    from toolrun.cli.local import list_tools as do_list
+
+    rows = guarded(lambda: do_list(settings_for(data_dir), filter_json))
+    for row in rows:
+        typer.echo(row)
+
+
+@app.command()
+def show(tool_id: str, data_dir: DataDir = None) -> None:
+    """Show one tool as JSON (toolrun's own shape)."""
+    from toolrun.cli.local import show_tool
+
+    emit(guarded(lambda: show_tool(settings_for(data_dir), tool_id)))
+
+
+@app.command()
+def register(
+    source: Annotated[str, typer.Argument(help="FILE.json (a tool or a list) or module:attr.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Register tools from a JSON file or a Python object (function, @tool, ToolGroup)."""
+    from toolrun.cli.local import register_source
+
+    for tool_id in guarded(lambda: register_source(settings_for(data_dir), source)):
+        typer.echo(f"registered {tool_id}")
+
+
+@app.command()
+def call(
+    tool_id: str,
+    pairs: Annotated[list[str] | None, typer.Argument(help="key=value arguments.")] = None,
+    json_args: Annotated[str | None, typer.Option("--json", help="Arguments as JSON.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Call a tool and print its result (MCP CallToolResult). Exit 1 if it failed."""
+    from toolrun.cli.local import call_tool, parse_arguments
+
+    settings = settings_for(data_dir)
+    arguments = guarded(lambda: parse_arguments(pairs or [], json_args))
+    result = run_async(lambda: call_tool(settings, tool_id, arguments))
+    emit(result)
+    if result.get("isError"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def jobs(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    data_dir: DataDir = None,
+) -> None:
+    """List recent jobs."""
+    from toolrun.cli.local import list_jobs
+
+    for row in guarded(lambda: list_jobs(settings_for(data_dir), limit)):
+        typer.echo(row)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Running the server: one uvicorn server listening on the main port and the WebSocket port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+
+from toolrun.config import Settings
+from toolrun.platform import Platform
+from toolrun.server.app import create_app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: Settings, *, log_level: str = "info") -> None:
+    """Serve until interrupted. Both ports answer every route (REST and WebSocket)."""
+    sockets = [bind(settings.host, settings.port)]
+    if settings.ws_port and settings.ws_port != settings.port:
+        sockets.append(bind(settings.host, settings.ws_port))
+    platform = Platform(settings)
+    await platform.start()
+    try:
+        app = create_app(settings, platform=platform)
+        config = uvicorn.Config(app, lifespan="off", log_level=log_level, ws_max_size=1 << 20)
+        server = uvicorn.Server(config)
+        ports = ", ".join(str(s.getsockname()[1]) for s in sockets)
+        logging.getLogger("toolrun").info("toolrun listening on %s port(s) %s", settings.host, ports)
+        await server.serve(sockets=sockets)
+    finally:
+        await platform.close()
+        for sock in sockets:
+            sock.close()
+
+
+def run(settings: Settings, *, log_level: str = "info") -> None:
+    asyncio.run(serve(settings, log_level=log_level))

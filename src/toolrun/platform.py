@@ -1,0 +1,79 @@
+"""Wires the embedded platform together: store, executor, runner, demo tools, discovery.
+
+One ``Platform`` per process; the server, the CLI and tests build it from a
+:class:`~toolrun.config.Settings` and ``await start()`` / ``await close()`` it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from toolrun.config import Settings
+from toolrun.execution.local import LocalExecutor
+from toolrun.execution.pool import WorkerPool
+from toolrun.execution.runner import ToolRunner
+from toolrun.registry.tool import Tool
+from toolrun.storage.engine import make_engine, upgrade
+from toolrun.storage.job_store import JobStore
+from toolrun.storage.tool_store import ToolStore
+
+log = logging.getLogger(__name__)
+
+
+class Platform:
+    """The store, the executor and what they need; see the module docstring."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.resolved_database_url)
+        self.tools = ToolStore(self.engine)
+        self.jobs = JobStore(self.engine)
+        extra_path = [str(p) for p in settings.functions_dirs]
+        self.pool = WorkerPool(settings.workers, extra_sys_path=extra_path)
+        self.runner = ToolRunner(settings, self.pool)
+        self.executor = LocalExecutor(settings, self.tools, self.jobs, self.runner)
+        self._started = False
+
+    def migrate(self) -> None:
+        upgrade(self.engine)
+
+    def register_all(self, tools: Iterable[Tool]) -> int:
+        """Create or refresh tools (used for demo and discovered tools at start-up)."""
+        count = 0
+        for tool in tools:
+            self.tools.upsert(tool)
+            count += 1
+        return count
+
+    def startup_tools(self) -> list[Tool]:
+        found: list[Tool] = []
+        if self.settings.demo:
+            from toolrun.demo.catalog import demo_tools
+
+            found.extend(demo_tools())
+        if self.settings.functions_dirs or self.settings.functions_packages:
+            from toolrun.registry.discovery import discover
+
+            for source in [*map(str, self.settings.functions_dirs), *self.settings.functions_packages]:
+                found.extend(discover(source))
+        return found
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await asyncio.to_thread(self.migrate)
+        tools = self.startup_tools()
+        if tools:
+            count = await asyncio.to_thread(self.register_all, tools)
+            log.info("registered %d start-up tool(s)", count)
+        await self.executor.start()
+        self._started = True
+
+    async def close(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.executor.close()
+        self.engine.dispose()

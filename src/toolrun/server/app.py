@@ -1,0 +1,58 @@
+"""The FastAPI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from toolrun import __version__
+from toolrun.config import Settings
+from toolrun.platform import Platform
+from toolrun.server import routes_jobs, routes_tools, ws
+from toolrun.server.errors import install_error_handlers
+
+DESCRIPTION = """\
+Register, find and call tools. Seed-002 tool management under `/tool` and `/function`,
+invocation under `/tools/{id}/invoke` and `/jobs`, WebSocket execution at `/tool` and
+`/function`. Every error answers `{"error": {"type", "message", "detail"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, platform: Platform | None = None) -> FastAPI:
+    """Build the app. The platform starts with the app's lifespan unless one is passed in
+    already started (then the caller owns it)."""
+    settings = settings or (platform.settings if platform else Settings())
+    owned = platform is None
+    the_platform = platform or Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owned:
+            await the_platform.start()
+        try:
+            yield
+        finally:
+            if owned:
+                await the_platform.close()
+
+    app = FastAPI(
+        title="toolrun",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.platform = the_platform
+    install_error_handlers(app)
+    for family in ("tool", "function"):
+        app.include_router(routes_tools.build_router(family))
+    app.include_router(routes_jobs.router)
+    app.include_router(ws.router)
+
+    @app.get("/health", tags=["meta"], summary="Liveness and executor state")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "executor": the_platform.executor.stats()}
+
+    return app

@@ -1,0 +1,154 @@
+"""Seed-002 tool management, once per family: ``/tool`` ... and ``/function`` ...
+
+``POST /{family}``, ``GET|PUT|DELETE /{family}/{id}``, ``POST /{family}s`` (Mongo-style query),
+``GET /{family}s`` (everything), ``POST /{family}/register/{id}`` (fetch from the configured
+external registry).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Body, Depends, Query, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from toolrun.errors import InvalidDefinition, ToolNotFound, UpstreamError
+from toolrun.platform import Platform
+from toolrun.registry.formats import to_seed, tool_from_any
+from toolrun.registry.tool import Tool
+from toolrun.server.deps import get_platform
+from toolrun.server.shapes import Family, parse_family_filter, update_changes
+from toolrun.storage.tool_store import validation_message
+
+EXTERNAL_TIMEOUT_S = 10.0
+
+TOOL_EXAMPLE = {
+    "tool_id": "binary-increment-tool",
+    "tool_search_tags": ["math", "utils"],
+    "tool_description": "Adds one to an integer.",
+    "tool_default_params": {},
+    "tool_metadata": {
+        "input_schema": {
+            "type": "object",
+            "properties": {"value": {"type": "integer"}},
+            "required": ["value"],
+        },
+        "runtime": {"kind": "command", "command": ["/path/to/binary-increment-tool"],
+                    "mode": "argv", "args": ["{value}"]},
+        "timeout_s": 10,
+    },
+}
+
+
+def parse_tool(data: Any) -> Tool:
+    if not isinstance(data, dict):
+        raise InvalidDefinition(f"a tool is a JSON object, got {type(data).__name__}")
+    try:
+        return tool_from_any(data)
+    except ValidationError as exc:
+        raise InvalidDefinition(f"invalid tool: {validation_message(exc)}") from None
+
+
+def build_router(family: Family) -> APIRouter:
+    router = APIRouter(tags=[f"{family}s"])
+    single, plural = f"/{family}", f"/{family}s"
+
+    @router.post(single, status_code=201, summary=f"Create a {family}")
+    def create(
+        body: dict[str, Any] = Body(openapi_examples={"seed": {"value": TOOL_EXAMPLE}}),
+        platform: Platform = Depends(get_platform),
+    ) -> dict[str, Any]:
+        tool = platform.tools.create(parse_tool(body))
+        return to_seed(tool, family)
+
+    @router.get(plural, summary=f"List every {family}")
+    def list_all(
+        limit: int | None = Query(None, ge=1, le=100_000),
+        offset: int = Query(0, ge=0, le=10_000_000),
+        platform: Platform = Depends(get_platform),
+    ) -> list[dict[str, Any]]:
+        return [to_seed(t, family) for t in platform.tools.query(None, limit=limit, offset=offset)]
+
+    @router.post(plural, summary=f"Query {family}s with a Mongo-style filter")
+    def query(
+        body: dict[str, Any] | None = Body(
+            None,
+            openapi_examples={"tags": {"value": {f"{family}_search_tags": {"$in": ["math"]}}}},
+        ),
+        limit: int | None = Query(None, ge=1, le=100_000),
+        offset: int = Query(0, ge=0, le=10_000_000),
+        platform: Platform = Depends(get_platform),
+    ) -> list[dict[str, Any]]:
+        where = parse_family_filter(body or {}, family)
+        return [to_seed(t, family) for t in platform.tools.query(where, limit=limit, offset=offset)]
+
+    @router.get(single + "/{tool_id}", summary=f"Get a {family} by id or reference")
+    def get(tool_id: str, platform: Platform = Depends(get_platform)) -> dict[str, Any]:
+        return to_seed(platform.tools.get(tool_id), family)
+
+    @router.put(single + "/{tool_id}", summary=f"Update a {family} (partial)")
+    def put(
+        tool_id: str,
+        body: dict[str, Any] = Body(
+            openapi_examples={"description": {"value": {f"{family}_description": "Updated"}}}
+        ),
+        platform: Platform = Depends(get_platform),
+    ) -> dict[str, Any]:
+        current = platform.tools.get(tool_id)
+        tool = platform.tools.update(current.id, update_changes(body, current))
+        return to_seed(tool, family)
+
+    @router.delete(single + "/{tool_id}", summary=f"Delete a {family}")
+    def remove(tool_id: str, platform: Platform = Depends(get_platform)) -> dict[str, Any]:
+        deleted = platform.tools.delete(tool_id)
+        return {"success": True, f"{family}_id": deleted}
+
+    @router.post(
+        single + "/register/{tool_id}", status_code=201, summary="Import from the external registry"
+    )
+    async def register_external(
+        tool_id: str, response: Response, platform: Platform = Depends(get_platform)
+    ) -> dict[str, Any]:
+        data = await fetch_external(platform, family, tool_id)
+        tool = parse_tool(data)
+        stored = await run_in_threadpool(platform.tools.upsert, tool)
+        response.headers["Location"] = f"{single}/{stored.id}"
+        return to_seed(stored, family)
+
+    return router
+
+
+async def fetch_external(platform: Platform, family: Family, tool_id: str) -> Any:
+    """``GET {base}/{family}/{id}`` on the external registry (falling back to ``/tool/{id}``)."""
+    base = platform.settings.external_registry_url
+    if not base:
+        raise UpstreamError(
+            "no external registry is configured: set TOOLRUN_EXTERNAL_REGISTRY_URL "
+            "to the base URL of another toolrun (or any server answering GET {base}/tool/{id})"
+        )
+    paths = [f"/{family}/{tool_id}"] + ([f"/tool/{tool_id}"] if family != "tool" else [])
+    async with httpx.AsyncClient(base_url=base.rstrip("/"), timeout=EXTERNAL_TIMEOUT_S) as client:
+        last_status = 0
+        for path in paths:
+            try:
+                reply = await client.get(path)
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"external registry {base} unreachable: {type(exc).__name__}"
+                ) from None
+            if reply.status_code == 200:
+                try:
+                    return reply.json()
+                except ValueError:
+                    raise UpstreamError(
+                        f"external registry answered {path} with something that is not JSON"
+                    ) from None
+            last_status = reply.status_code
+            if reply.status_code != 404:
+                break
+    if last_status == 404:
+        raise ToolNotFound(f"the external registry {base} has no {family} {tool_id!r}")
+    raise UpstreamError(f"external registry {base} answered HTTP {last_status} for {tool_id!r}")
+

@@ -1,0 +1,118 @@
+"""Persistent jobs, so none is silently lost across a restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from toolrun.errors import NotFound
+from toolrun.execution.jobs import Job, JobStatus
+from toolrun.response import Response
+from toolrun.storage.tables import jobs
+
+INTERRUPTED = "interrupted: the server stopped while this job was running"
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _row_to_job(row: Any) -> Job:
+    return Job(
+        id=row.id,
+        tool_id=row.tool_id,
+        arguments=dict(row.arguments),
+        status=JobStatus(row.status),
+        result=Response.from_dict(row.result) if row.result is not None else None,
+        error=row.error,
+        timeout_s=row.timeout_s,
+        attempts=row.attempts,
+        created_at=_utc(row.created_at) or datetime.now(UTC),
+        started_at=_utc(row.started_at),
+        finished_at=_utc(row.finished_at),
+    )
+
+
+class JobStore:
+    """Jobs in the ``jobs`` table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, job: Job) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(jobs).values(**self._values(job), id=job.id))
+
+    def save(self, job: Job) -> None:
+        """Write a job's current state (it must exist)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job.id).values(**self._values(job)))
+
+    def save_if(self, job: Job, expected: JobStatus) -> bool:
+        """Write ``job`` only if the stored status is still ``expected`` (compare-and-set)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id, jobs.c.status == expected.value)
+                .values(**self._values(job))
+            )
+        return bool(result.rowcount)
+
+    @staticmethod
+    def _values(job: Job) -> dict[str, Any]:
+        return {
+            "tool_id": job.tool_id,
+            "arguments": job.arguments,
+            "status": job.status.value,
+            "result": job.result.to_dict() if job.result else None,
+            "error": job.error,
+            "timeout_s": job.timeout_s,
+            "attempts": job.attempts,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+        }
+
+    def get(self, job_id: str) -> Job:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFound(f"no job {job_id!r}")
+        return _row_to_job(row)
+
+    def list(
+        self, *, status: JobStatus | None = None, tool_id: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        stmt = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(jobs.c.status == status.value)
+        if tool_id is not None:
+            stmt = stmt.where(jobs.c.tool_id == tool_id)
+        with self.engine.connect() as conn:
+            return [_row_to_job(row) for row in conn.execute(stmt)]
+
+    def recover(self) -> list[Job]:
+        """At start-up: mark jobs left ``running`` as failed (interrupted) and return the
+        ``queued`` ones, oldest first, to be queued again."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.status == JobStatus.RUNNING.value)
+                .values(
+                    status=JobStatus.FAILED.value,
+                    error=INTERRUPTED,
+                    result=Response.error(INTERRUPTED).to_dict(),
+                    finished_at=now,
+                )
+            )
+            rows = conn.execute(
+                select(jobs)
+                .where(jobs.c.status == JobStatus.QUEUED.value)
+                .order_by(jobs.c.created_at)
+            ).all()
+        return [_row_to_job(row) for row in rows]

@@ -1,0 +1,167 @@
+"""Persistent tools: create, resolve, update, delete and query (filters run in the database)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from toolrun.errors import InvalidDefinition, StoreError, ToolAlreadyExists, ToolNotFound
+from toolrun.registry.ids import ToolRef
+from toolrun.registry.tool import Tool
+from toolrun.storage.tables import tools
+
+if TYPE_CHECKING:
+    from toolrun.registry.query import Filter
+
+# Fields a partial update (PUT) may not change: they make up the id.
+IDENTITY_FIELDS = ("name", "version")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A one-line, human summary of a pydantic ValidationError."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class ToolStore:
+    """Tools in the ``tools`` table. Every method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    def _row_to_tool(self, row: Any) -> Tool:
+        doc = dict(row.doc)
+        doc["created_at"] = _utc(row.created_at)
+        doc["updated_at"] = _utc(row.updated_at)
+        return Tool.from_document(doc)
+
+    def create(self, tool: Tool) -> Tool:
+        now = datetime.now(UTC)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(tools).values(
+                        id=tool.id,
+                        name=tool.name,
+                        version=tool.version,
+                        namespace=tool.namespace,
+                        doc=tool.to_document(),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            raise ToolAlreadyExists(
+                f"tool {tool.id!r} already exists; use PUT /tool/{tool.id} to change it"
+            ) from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not store tool {tool.id!r}: {exc.__class__.__name__}") from exc
+        return tool.model_copy(update={"created_at": now, "updated_at": now})
+
+    def upsert(self, tool: Tool) -> Tool:
+        """Create, or replace every field of an existing tool with the same id."""
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(tools.c.id).where(tools.c.id == tool.id)).first()
+        if exists is None:
+            try:
+                return self.create(tool)
+            except ToolAlreadyExists:
+                pass  # lost a race with another writer: fall through to replace
+        return self._replace(tool)
+
+    def _replace(self, tool: Tool) -> Tool:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(tools)
+                .where(tools.c.id == tool.id)
+                .values(namespace=tool.namespace, doc=tool.to_document(), updated_at=now)
+            )
+            if result.rowcount == 0:
+                raise ToolNotFound(f"Tool not registered: {tool.id}")
+            row = conn.execute(select(tools).where(tools.c.id == tool.id)).one()
+        return self._row_to_tool(row)
+
+    def resolve_id(self, ref: str) -> str:
+        """The stored id a user reference means (see :mod:`toolrun.registry.ids`)."""
+        parsed = ToolRef.parse(ref)
+        with self.engine.connect() as conn:
+            if parsed.version and parsed.version not in ("latest", "stable"):
+                hit = conn.execute(select(tools.c.id).where(tools.c.id == ref)).first()
+                if hit is not None:
+                    return str(hit.id)
+            versions = [
+                row.version
+                for row in conn.execute(select(tools.c.version).where(tools.c.name == parsed.name))
+            ]
+        if not versions:
+            raise ToolNotFound(f"Tool not registered: {ref}")
+        version = parsed.resolve(versions)
+        return f"{parsed.name}:{version}" if version else parsed.name
+
+    def get(self, ref: str) -> Tool:
+        tool_id = self.resolve_id(ref)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tools).where(tools.c.id == tool_id)).first()
+        if row is None:  # deleted between resolve and read
+            raise ToolNotFound(f"Tool not registered: {ref}")
+        return self._row_to_tool(row)
+
+    def update(self, ref: str, changes: Mapping[str, Any]) -> Tool:
+        """Apply a partial update (top-level fields replaced) and validate the result whole."""
+        bad = [f for f in IDENTITY_FIELDS if f in changes]
+        current = self.get(ref)
+        if any(changes[f] != getattr(current, f) for f in bad):
+            raise InvalidDefinition(
+                f"cannot change {' or '.join(bad)} of {current.id!r}: register a new version instead"
+            )
+        data = current.model_dump(exclude={"created_at", "updated_at"})
+        data.update(changes)
+        try:
+            updated = Tool.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidDefinition(
+                f"update of {current.id!r} rejected: {validation_message(exc)}"
+            ) from None
+        return self._replace(updated)
+
+    def delete(self, ref: str) -> str:
+        tool_id = self.resolve_id(ref)
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(tools).where(tools.c.id == tool_id))
+        if result.rowcount == 0:
+            raise ToolNotFound(f"Tool not registered: {ref}")
+        return tool_id
+
+    def query(
+        self, where: Filter | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> list[Tool]:
+        """Tools matching a parsed filter, ordered by id; the filter runs in the database."""
+        stmt = select(tools).order_by(tools.c.id)
+        if where is not None:
+            from toolrun.storage.filters import compile_filter
+
+            stmt = stmt.where(compile_filter(where, tools.c.doc, self.dialect))
+        if offset:
+            stmt = stmt.offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [self._row_to_tool(row) for row in conn.execute(stmt)]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(tools)).scalar_one())

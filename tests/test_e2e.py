@@ -1,0 +1,118 @@
+"""End to end: ``toolrun serve`` as a real process, the real ``websockets`` client running the
+seed's example code, a second real server as the external registry, and a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import toolrun_server
+from toolrun.demo.catalog import BINARY_INCREMENT
+
+pytestmark = pytest.mark.e2e
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
+
+def seed_clients() -> list[str]:
+    """The Python WebSocket client examples of seed 002, verbatim."""
+    text = (SEEDS / "002_c2b8bbbbce04730d.txt").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return [b for b in blocks if "websockets.connect" in b]
+
+
+def run_seed_client(code: str, ws_port: int) -> list[dict[str, object]]:
+    """Run a seed client unchanged but for the port, capturing what it prints."""
+    code = code.replace("ws://localhost:8765", f"ws://127.0.0.1:{ws_port}")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "seed_client", "exec"), {"__name__": "seed_client"})
+    lines = [line.removeprefix("Response: ") for line in out.getvalue().splitlines()]
+    import ast
+
+    return [ast.literal_eval(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with toolrun_server(tmp_path_factory.mktemp("e2e") / "data") as running:
+        yield running
+
+
+def test_seed_websocket_clients_run_unchanged(server) -> None:  # type: ignore[no-untyped-def]
+    clients = seed_clients()
+    assert len(clients) == 2, "seed 002 has a tool and a function client"
+    tool_messages = run_seed_client(clients[0], server.ws_port)
+    assert tool_messages[0]["success"] is True and "uuid" in tool_messages[0]
+    assert tool_messages[-1]["output"] == {"result": 6}
+    function_messages = run_seed_client(clients[1], server.ws_port)
+    assert function_messages[-1]["output"] == {"temperature": 28, "unit": "C"}
+
+
+def test_websocket_answers_on_the_main_port_too(server) -> None:  # type: ignore[no-untyped-def]
+    import websockets
+
+    async def go() -> list[dict[str, object]]:
+        async with websockets.connect(f"ws://127.0.0.1:{server.port}/tool") as ws:
+            await ws.send(json.dumps({"tool_id": BINARY_INCREMENT, "input_data": {"value": 41}}))
+            first = json.loads(await ws.recv())
+            second = json.loads(await ws.recv())
+            with pytest.raises(websockets.ConnectionClosedOK):
+                await ws.recv()  # the server closes after the result
+            return [first, second]
+
+    first, second = asyncio.run(go())
+    assert first["success"] is True and second["output"] == {"result": 42}
+
+
+def test_websocket_error_for_unknown_tool(server) -> None:  # type: ignore[no-untyped-def]
+    import websockets
+
+    async def go() -> dict[str, object]:
+        async with websockets.connect(f"{server.ws_url}/tool") as ws:
+            await ws.send(json.dumps({"tool_id": "nope", "input_data": {}}))
+            return dict(json.loads(await ws.recv()))
+
+    assert asyncio.run(go()) == {
+        "success": False,
+        "error": "Tool not registered",
+        "detail": "Tool not registered: nope",
+    }
+
+
+def test_register_from_external_registry(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = {"TOOLRUN_EXTERNAL_REGISTRY_URL": server.url}
+    with toolrun_server(tmp_path / "second", demo=False, env=env) as second:
+        reply = httpx.post(f"{second.url}/tool/register/{BINARY_INCREMENT}")
+        assert reply.status_code == 201, reply.text
+        assert reply.json()["tool_id"] == BINARY_INCREMENT
+        call = httpx.post(f"{second.url}/tools/{BINARY_INCREMENT}/invoke", json={"value": 1})
+        assert call.json()["structuredContent"] == {"result": 2}
+        fn = httpx.post(f"{second.url}/function/register/weather_lookup:v1.0.0-stable")
+        assert fn.status_code == 201 and fn.json()["function_id"] == "weather_lookup:v1.0.0-stable"
+        missing = httpx.post(f"{second.url}/tool/register/nope")
+        assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
+    with toolrun_server(tmp_path / "third", demo=False) as third:
+        unconfigured = httpx.post(f"{third.url}/tool/register/x")
+        assert unconfigured.status_code == 502
+        assert "TOOLRUN_EXTERNAL_REGISTRY_URL" in unconfigured.json()["error"]["message"]
+
+
+def test_tools_and_jobs_survive_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    spec = {"tool_id": "echo", "tool_metadata": {"runtime": {"kind": "command", "command": ["cat"]}}}
+    with toolrun_server(data, demo=False) as first:
+        assert httpx.post(f"{first.url}/tool", json=spec).status_code == 201
+        job = httpx.post(f"{first.url}/jobs", json={"tool_id": "echo", "input_data": {"x": 1}}).json()
+        done = httpx.get(f"{first.url}/jobs/{job['uuid']}", params={"wait_s": 20}).json()
+        assert done["status"] == "succeeded"
+    with toolrun_server(data, demo=False) as second:
+        assert httpx.get(f"{second.url}/tool/echo").json()["tool_id"] == "echo"
+        again = httpx.get(f"{second.url}/jobs/{job['uuid']}").json()
+        assert again["status"] == "succeeded" and again["output"] == {"x": 1}
