@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 
 from toolrun.config import Settings
+from toolrun.errors import InvalidDefinition
 from toolrun.execution.local import LocalExecutor
 from toolrun.execution.pool import WorkerPool
 from toolrun.execution.runner import ToolRunner
@@ -58,6 +59,12 @@ class Platform:
 
             for source in [*map(str, self.settings.functions_dirs), *self.settings.functions_packages]:
                 found.extend(discover(source))
+        ids = [tool.id for tool in found]
+        clashes = sorted({i for i in ids if ids.count(i) > 1})
+        if clashes:
+            raise InvalidDefinition(
+                f"start-up tools share ids {clashes}: rename one with @tool(name=...)"
+            )
         return found
 
     async def start(self) -> None:

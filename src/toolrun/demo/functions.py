@@ -56,3 +56,12 @@ def compress_files(directory: str, output_file: str) -> bool:
         return False
     shutil.make_archive(output_file, "zip", directory)
     return True
+
+
+def increment(value: int) -> dict[str, int]:
+    """Add one to an integer (the Python twin of binary-increment-tool).
+
+    Args:
+        value: The integer to increment.
+    """
+    return {"result": value + 1}

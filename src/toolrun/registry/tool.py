@@ -6,6 +6,7 @@ Every other shape (seed-002 ``OrgTools``/``OrgFunctions``, Open Functions defini
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -105,6 +106,13 @@ class Tool(BaseModel):
         doc = self.model_dump(mode="json", exclude={"created_at", "updated_at"})
         doc["id"] = self.id
         return doc
+
+    @classmethod
+    def from_callable(cls, func: Callable[..., Any], **options: Any) -> Tool:
+        """A Tool describing a Python function (see :mod:`toolrun.registry.decorators`)."""
+        from toolrun.registry.decorators import tool_from_callable
+
+        return tool_from_callable(func, **options)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Tool:
