@@ -106,10 +106,15 @@ def test_register_from_external_registry(server, tmp_path: Path) -> None:  # typ
 
 def test_tools_and_jobs_survive_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    spec = {"tool_id": "echo", "tool_metadata": {"runtime": {"kind": "command", "command": ["cat"]}}}
+    spec = {
+        "tool_id": "echo",
+        "tool_metadata": {"runtime": {"kind": "command", "command": ["cat"]}},
+    }
     with toolrun_server(data, demo=False) as first:
         assert httpx.post(f"{first.url}/tool", json=spec).status_code == 201
-        job = httpx.post(f"{first.url}/jobs", json={"tool_id": "echo", "input_data": {"x": 1}}).json()
+        job = httpx.post(
+            f"{first.url}/jobs", json={"tool_id": "echo", "input_data": {"x": 1}}
+        ).json()
         done = httpx.get(f"{first.url}/jobs/{job['uuid']}", params={"wait_s": 20}).json()
         assert done["status"] == "succeeded"
     with toolrun_server(data, demo=False) as second:

@@ -58,7 +58,11 @@ def test_create_get_roundtrip_keeps_every_field(tools: ToolStore) -> None:
         namespace="math",
         description="adds",
         tags=["math", "utils"],
-        input_schema={"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        input_schema={
+            "type": "object",
+            "properties": {"a": {"type": "integer"}},
+            "required": ["a"],
+        },
         output_schema={"type": "object"},
         default_params={"a": 1},
         metadata={"owner": {"team": "core"}, "cost": 0.5},

@@ -10,7 +10,7 @@
     │   ├── QueryError                 a malformed Mongo-style filter                      (400)
     │   └── NotFound                   any other missing record (a job, ...)               (404)
     ├── CallError                      failures the model/caller should be told about      (4xx)
-    │   ├── ArgumentsInvalid           arguments that violate the input schema (every violation listed)
+    │   ├── ArgumentsInvalid           arguments violating the input schema, every violation listed
     │   ├── NotExecutable              the tool has no runtime, or its runtime cannot run here
     │   ├── JobNotFinished             asking a job's result before it has one              (409)
     │   └── JobAlreadyFinished         cancelling a job that has already ended              (409)

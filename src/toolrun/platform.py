@@ -57,7 +57,10 @@ class Platform:
         if self.settings.functions_dirs or self.settings.functions_packages:
             from toolrun.registry.discovery import discover
 
-            for source in [*map(str, self.settings.functions_dirs), *self.settings.functions_packages]:
+            for source in [
+                *map(str, self.settings.functions_dirs),
+                *self.settings.functions_packages,
+            ]:
                 found.extend(discover(source))
         ids = [tool.id for tool in found]
         clashes = sorted({i for i in ids if ids.count(i) > 1})

@@ -141,7 +141,11 @@ class Response:
             return value
         if isinstance(value, _ITEM_TYPES):
             return cls.of(value)
-        if isinstance(value, list | tuple) and value and all(isinstance(v, _ITEM_TYPES) for v in value):
+        if (
+            isinstance(value, list | tuple)
+            and value
+            and all(isinstance(v, _ITEM_TYPES) for v in value)
+        ):
             return cls.of(*value)
         if isinstance(value, bytes | bytearray):
             return cls.of(BinaryItem.from_bytes(bytes(value)))
@@ -186,7 +190,9 @@ class Response:
                 if "blob" in res:
                     items.append(
                         BinaryItem(
-                            res["blob"], res.get("mimeType", "application/octet-stream"), res.get("uri", "")
+                            res["blob"],
+                            res.get("mimeType", "application/octet-stream"),
+                            res.get("uri", ""),
                         )
                     )
                 else:
@@ -213,7 +219,9 @@ class Response:
     @property
     def text(self) -> str:
         """All text-bearing items joined by newlines."""
-        return "\n".join(i.to_dict()["text"] for i in self.content if isinstance(i, TextItem | JsonItem))
+        return "\n".join(
+            i.to_dict()["text"] for i in self.content if isinstance(i, TextItem | JsonItem)
+        )
 
     @property
     def output(self) -> JSONValue:

@@ -28,14 +28,18 @@ def list_tools(settings: Settings, filter_json: str | None) -> list[str]:
         try:
             raw = json.loads(filter_json)
         except json.JSONDecodeError as exc:
-            raise InvalidDefinition(f"--filter is not JSON: {exc.msg} at position {exc.pos}") from None
+            raise InvalidDefinition(
+                f"--filter is not JSON: {exc.msg} at position {exc.pos}"
+            ) from None
         where = parse_filter(raw, roots=DOCUMENT_ROOTS)
     tools = _platform(settings).tools.query(where)
     width = max((len(t.id) for t in tools), default=0)
-    return [
-        f"{t.id:<{width}}  {t.namespace or '-':<10}  {','.join(t.tags) or '-':<16}  {t.description.splitlines()[0] if t.description else ''}"
-        for t in tools
-    ]
+    rows = []
+    for t in tools:
+        summary = t.description.splitlines()[0] if t.description else ""
+        tags = ",".join(t.tags) or "-"
+        rows.append(f"{t.id:<{width}}  {t.namespace or '-':<10}  {tags:<16}  {summary}")
+    return rows
 
 
 def show_tool(settings: Settings, tool_id: str) -> dict[str, Any]:
@@ -54,7 +58,9 @@ def load_source(source: str) -> list[Tool]:
         except FileNotFoundError:
             raise InvalidDefinition(f"no such file: {source}") from None
         except json.JSONDecodeError as exc:
-            raise InvalidDefinition(f"{source} is not JSON: {exc.msg} (line {exc.lineno})") from None
+            raise InvalidDefinition(
+                f"{source} is not JSON: {exc.msg} (line {exc.lineno})"
+            ) from None
         items = data if isinstance(data, list) else [data]
         return [tool_from_any(item) for item in items]
     module_name, sep, attr = source.partition(":")
@@ -126,12 +132,15 @@ async def call_tool(settings: Settings, tool_id: str, arguments: dict[str, Any])
     finally:
         await platform.close()
     if job.result is None:
-        return {"isError": True, "content": [{"type": "text", "text": job.error or job.status.value}]}
+        return {
+            "isError": True,
+            "content": [{"type": "text", "text": job.error or job.status.value}],
+        }
     return job.result.to_dict()
 
 
 def list_jobs(settings: Settings, limit: int) -> list[str]:
-    jobs = _platform(settings).jobs.list(limit=limit)
+    jobs = _platform(settings).jobs.recent(limit=limit)
     return [
         f"{j.id}  {j.status.value:<9}  {j.tool_id:<32}  {j.created_at:%Y-%m-%d %H:%M:%S}"
         + (f"  {j.duration_ms:.1f} ms" if j.duration_ms is not None else "")

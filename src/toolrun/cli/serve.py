@@ -39,7 +39,9 @@ async def serve(settings: Settings, *, log_level: str = "info") -> None:
         config = uvicorn.Config(app, lifespan="off", log_level=log_level, ws_max_size=1 << 20)
         server = uvicorn.Server(config)
         ports = ", ".join(str(s.getsockname()[1]) for s in sockets)
-        logging.getLogger("toolrun").info("toolrun listening on %s port(s) %s", settings.host, ports)
+        logging.getLogger("toolrun").info(
+            "toolrun listening on %s port(s) %s", settings.host, ports
+        )
         await server.serve(sockets=sockets)
     finally:
         await platform.close()

@@ -22,12 +22,16 @@ def binary_increment_tool() -> Tool:
         tags=["math", "utils"],
         input_schema={
             "type": "object",
-            "properties": {"value": {"type": "integer", "description": "The integer to increment."}},
+            "properties": {
+                "value": {"type": "integer", "description": "The integer to increment."}
+            },
             "required": ["value"],
             "additionalProperties": False,
         },
         output_schema={"type": "object", "properties": {"result": {"type": "integer"}}},
-        runtime=CommandRuntime(command=[str(BIN_DIR / BINARY_INCREMENT)], mode="argv", args=["{value}"]),
+        runtime=CommandRuntime(
+            command=[str(BIN_DIR / BINARY_INCREMENT)], mode="argv", args=["{value}"]
+        ),
         policy={"timeout_s": 10},
     )
 

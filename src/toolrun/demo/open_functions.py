@@ -6,9 +6,9 @@ Module-level instances (``delivery``, ``weather``) make every method importable 
 
 from __future__ import annotations
 
+from toolrun.demo.functions import weather_lookup
 from toolrun.registry.groups import ToolGroup
 from toolrun.response import TextItem
-from toolrun.demo.functions import weather_lookup
 
 
 class DeliveryOpenFunction(ToolGroup):
@@ -19,11 +19,11 @@ class DeliveryOpenFunction(ToolGroup):
     def __init__(self, products: list[str]) -> None:
         self.products = products
 
-    def listProducts(self) -> TextItem:  # noqa: N802 - the seed's name
+    def listProducts(self) -> TextItem:
         """List the products available for delivery."""
         return TextItem(f"Available products: {', '.join(self.products)}.")
 
-    def orderProduct(self, productName: str, quantity: int = 1) -> TextItem:  # noqa: N802, N803
+    def orderProduct(self, productName: str, quantity: int = 1) -> TextItem:
         """Order a product for delivery.
 
         Args:
@@ -44,7 +44,7 @@ class WeatherOpenFunction(ToolGroup):
 
     namespace = "weather"
 
-    def showWeather(self, location: str) -> TextItem:  # noqa: N802
+    def showWeather(self, location: str) -> TextItem:
         """Show the current weather for a location.
 
         Args:
@@ -53,7 +53,7 @@ class WeatherOpenFunction(ToolGroup):
         reading = weather_lookup(location)
         return TextItem(f"The weather in {location} is {reading['temperature']}°C.")
 
-    def showForecast(self, location: str, days: int = 3) -> TextItem:  # noqa: N802
+    def showForecast(self, location: str, days: int = 3) -> TextItem:
         """Simulate a multi-day forecast for a location.
 
         Args:

@@ -99,7 +99,9 @@ class LocalExecutor(Executor):
 
     # -- submission ------------------------------------------------------------------------
 
-    async def prepare(self, tool_ref: str, arguments: dict[str, Any] | None) -> tuple[Tool, dict[str, Any]]:
+    async def prepare(
+        self, tool_ref: str, arguments: dict[str, Any] | None
+    ) -> tuple[Tool, dict[str, Any]]:
         """Resolve the tool, merge its default params under the arguments and validate them."""
         tool = await self._db_call(self.tools.get, tool_ref)
         if tool.runtime is None:
@@ -122,9 +124,7 @@ class LocalExecutor(Executor):
     async def _enqueue(self, tool: Tool, arguments: dict[str, Any]) -> Job:
         queue = self._require_queue()
         if queue.qsize() + self._reserved >= self.settings.queue_size:
-            raise QueueFull(
-                f"the job queue is full ({self.settings.queue_size} jobs); retry later"
-            )
+            raise QueueFull(f"the job queue is full ({self.settings.queue_size} jobs); retry later")
         self._reserved += 1
         try:
             job = Job(tool_id=tool.id, arguments=arguments, timeout_s=self.timeout_for(tool))
@@ -179,7 +179,9 @@ class LocalExecutor(Executor):
 
     async def _run(self, job: Job, tool: Tool | None) -> None:
         try:
-            started = job.evolve(status=JobStatus.RUNNING, started_at=utcnow(), attempts=job.attempts + 1)
+            started = job.evolve(
+                status=JobStatus.RUNNING, started_at=utcnow(), attempts=job.attempts + 1
+            )
             if not await self._db_call(self.jobs.save_if, started, JobStatus.QUEUED):
                 return  # cancelled while queued
             if tool is None:
@@ -251,7 +253,7 @@ class LocalExecutor(Executor):
         self, *, status: JobStatus | None = None, tool_id: str | None = None, limit: int = 100
     ) -> list[Job]:
         return await self._db_call(
-            lambda: self.jobs.list(status=status, tool_id=tool_id, limit=limit)
+            lambda: self.jobs.recent(status=status, tool_id=tool_id, limit=limit)
         )
 
     async def wait(self, job_id: str, timeout_s: float | None = None) -> Job:

@@ -33,7 +33,10 @@ class ArgumentValidator:
         if not errors:
             return
         violations = [
-            {"path": "/".join(str(p) for p in err.absolute_path) or "(root)", "message": err.message}
+            {
+                "path": "/".join(str(p) for p in err.absolute_path) or "(root)",
+                "message": err.message,
+            }
             for err in errors
         ]
         listing = "; ".join(f"{v['path']}: {v['message']}" for v in violations)

@@ -53,7 +53,9 @@ def _invoke_route(family: str) -> None:
     )
     async def invoke(
         tool_id: str,
-        arguments: dict[str, Any] | None = Body(None, openapi_examples={"value": {"value": {"value": 5}}}),
+        arguments: dict[str, Any] | None = Body(
+            None, openapi_examples={"value": {"value": {"value": 5}}}
+        ),
         platform: Platform = Depends(get_platform),
     ) -> JSONResponse:
         job = await platform.executor.invoke(tool_id, arguments or {})
@@ -89,7 +91,9 @@ async def list_jobs(
 @router.get("/jobs/{job_id}", summary="A job's status and, once finished, its result")
 async def get_job(
     job_id: str,
-    wait_s: float | None = Query(None, ge=0, le=300, description="Wait up to this long for the end."),
+    wait_s: float | None = Query(
+        None, ge=0, le=300, description="Wait up to this long for the end."
+    ),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
     if wait_s:

@@ -8,6 +8,7 @@ external registry).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Body, Depends, Query, Response
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from toolrun.errors import InvalidDefinition, ToolNotFound, UpstreamError
 from toolrun.platform import Platform
 from toolrun.registry.formats import to_seed, tool_from_any
+from toolrun.registry.ids import ToolRef, validate_name, validate_version
 from toolrun.registry.tool import Tool
 from toolrun.server.deps import get_platform
 from toolrun.server.shapes import Family, parse_family_filter, update_changes
@@ -35,8 +37,12 @@ TOOL_EXAMPLE = {
             "properties": {"value": {"type": "integer"}},
             "required": ["value"],
         },
-        "runtime": {"kind": "command", "command": ["/path/to/binary-increment-tool"],
-                    "mode": "argv", "args": ["{value}"]},
+        "runtime": {
+            "kind": "command",
+            "command": ["/path/to/binary-increment-tool"],
+            "mode": "argv",
+            "args": ["{value}"],
+        },
         "timeout_s": 10,
     },
 }
@@ -128,7 +134,12 @@ async def fetch_external(platform: Platform, family: Family, tool_id: str) -> An
             "no external registry is configured: set TOOLRUN_EXTERNAL_REGISTRY_URL "
             "to the base URL of another toolrun (or any server answering GET {base}/tool/{id})"
         )
-    paths = [f"/{family}/{tool_id}"] + ([f"/tool/{tool_id}"] if family != "tool" else [])
+    ref = ToolRef.parse(tool_id)
+    validate_name(ref.name)
+    if ref.version:
+        validate_version(ref.version)
+    quoted = quote(tool_id, safe=":")
+    paths = [f"/{family}/{quoted}"] + ([f"/tool/{quoted}"] if family != "tool" else [])
     async with httpx.AsyncClient(base_url=base.rstrip("/"), timeout=EXTERNAL_TIMEOUT_S) as client:
         last_status = 0
         for path in paths:
@@ -151,4 +162,3 @@ async def fetch_external(platform: Platform, family: Family, tool_id: str) -> An
     if last_status == 404:
         raise ToolNotFound(f"the external registry {base} has no {family} {tool_id!r}")
     raise UpstreamError(f"external registry {base} answered HTTP {last_status} for {tool_id!r}")
-

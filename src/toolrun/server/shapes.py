@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from toolrun.errors import InvalidDefinition
-from toolrun.registry.query import Filter, map_paths, parse_filter
 from toolrun.registry.formats import seed_path_to_canonical
+from toolrun.registry.query import Filter, map_paths, parse_filter
 from toolrun.registry.tool import Tool
 
 Family = Literal["tool", "function"]
@@ -46,7 +46,8 @@ def update_changes(data: dict[str, Any], current: Tool) -> dict[str, Any]:
         if field == "id":
             if value != current.id:
                 raise InvalidDefinition(
-                    f"cannot rename {current.id!r} to {value!r}: create the new id and delete this one"
+                    f"cannot rename {current.id!r} to {value!r}: "
+                    "create the new id and delete this one"
                 )
         elif field == "description":
             changes["description"] = value

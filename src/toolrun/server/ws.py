@@ -9,6 +9,7 @@ error message straight away (no uuid). Completion messages also carry the ``uuid
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -31,7 +32,9 @@ def _parse_request(raw: str, family: str) -> tuple[str, dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"request is not JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(data, dict):
-        raise ValueError(f'request must be a JSON object like {{"{family}_id": ..., "input_data": {{}}}}')
+        raise ValueError(
+            f'request must be a JSON object like {{"{family}_id": ..., "input_data": {{}}}}'
+        )
     ref = data.get(f"{family}_id", data.get("tool_id", data.get("function_id")))
     if not isinstance(ref, str) or not ref:
         raise ValueError(f"missing {family}_id (a string)")
@@ -68,7 +71,9 @@ async def serve_call(websocket: WebSocket, family: str) -> None:
             )
             return
         except ToolrunError as exc:
-            await websocket.send_json({"success": False, "error": exc.message, "detail": exc.detail})
+            await websocket.send_json(
+                {"success": False, "error": exc.message, "detail": exc.detail}
+            )
             return
         except ValueError as exc:
             await websocket.send_json({"success": False, "error": str(exc)})
@@ -79,10 +84,8 @@ async def serve_call(websocket: WebSocket, family: str) -> None:
     except WebSocketDisconnect:
         return  # the client left; its job still runs and is recorded
     finally:
-        try:
+        with contextlib.suppress(RuntimeError):  # already closed
             await websocket.close()
-        except RuntimeError:
-            pass  # already closed
 
 
 @router.websocket("/tool")

@@ -84,7 +84,7 @@ class JobStore:
             raise NotFound(f"no job {job_id!r}")
         return _row_to_job(row)
 
-    def list(
+    def recent(
         self, *, status: JobStatus | None = None, tool_id: str | None = None, limit: int = 100
     ) -> list[Job]:
         stmt = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)

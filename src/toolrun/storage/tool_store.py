@@ -126,7 +126,8 @@ class ToolStore:
         current = self.get(ref)
         if any(changes[f] != getattr(current, f) for f in bad):
             raise InvalidDefinition(
-                f"cannot change {' or '.join(bad)} of {current.id!r}: register a new version instead"
+                f"cannot change {' or '.join(bad)} of {current.id!r}: "
+                "register a new version instead"
             )
         data = current.model_dump(exclude={"created_at", "updated_at"})
         data.update(changes)

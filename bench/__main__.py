@@ -1,0 +1,18 @@
+"""Run every benchmark: ``python -m bench [--quick]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import invoke
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    args = parser.parse_args()
+    invoke.main(quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

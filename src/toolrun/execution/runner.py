@@ -1,0 +1,84 @@
+"""``ToolRunner``: one call of any tool, dispatched to the runner of its runtime kind.
+
+Python tools run in a worker process unless the tool is trusted (``isolation="inline"``);
+command and HTTP tools never run tool code in the API process whatever their isolation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from toolrun.config import Settings
+from toolrun.errors import NotExecutable
+from toolrun.execution.pool import WorkerPool
+from toolrun.execution.runtimes import (
+    CommandRunner,
+    HttpRunner,
+    InlinePythonRunner,
+    ProcessPythonRunner,
+    RuntimeRunner,
+)
+from toolrun.registry.runtimes import CommandRuntime, HttpRuntime, PythonRuntime
+from toolrun.registry.tool import Tool
+from toolrun.response import Response
+
+log = logging.getLogger(__name__)
+
+
+class ToolRunner:
+    """Runs tools; owns the lifecycle of its runners, the worker pool included."""
+
+    def __init__(self, settings: Settings, pool: WorkerPool | None = None) -> None:
+        self.settings = settings
+        self.pool = pool or WorkerPool(
+            settings.workers, extra_sys_path=[str(p) for p in settings.functions_dirs]
+        )
+        self.inline = InlinePythonRunner()
+        self.process = ProcessPythonRunner(self.pool)
+        self.command = CommandRunner()
+        self.http = HttpRunner(settings)
+        self._runners: tuple[RuntimeRunner, ...] = (
+            self.inline,
+            self.process,
+            self.command,
+            self.http,
+        )
+
+    async def start(self) -> None:
+        for runner in self._runners:
+            await runner.start()
+
+    async def close(self) -> None:
+        results = await asyncio.gather(*(r.close() for r in self._runners), return_exceptions=True)
+        for runner, result in zip(self._runners, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("closing %s failed: %s", type(runner).__name__, result)
+
+    def runner_for(self, tool: Tool) -> RuntimeRunner:
+        runtime = tool.runtime
+        if runtime is None:
+            raise NotExecutable(
+                f"tool {tool.id!r} has no runtime, so it cannot be called; "
+                "give it a python, command or http runtime"
+            )
+        if isinstance(runtime, PythonRuntime):
+            return self.inline if tool.policy.trusted else self.process
+        if isinstance(runtime, CommandRuntime):
+            return self.command
+        if isinstance(runtime, HttpRuntime):
+            return self.http
+        raise NotExecutable(f"tool {tool.id!r}: runtime kind {runtime.kind!r} cannot run here")
+
+    def timeout_for(self, tool: Tool, timeout_s: float | None) -> float:
+        """The given limit, else the tool's, else the default; never above the maximum."""
+        chosen = timeout_s or tool.timeout_s or self.settings.default_timeout_s
+        return min(chosen, self.settings.max_timeout_s)
+
+    async def run(
+        self, tool: Tool, arguments: dict[str, Any], timeout_s: float | None = None
+    ) -> Response:
+        """One call; the tool's own failures come back as isError Responses."""
+        runner = self.runner_for(tool)
+        return await runner.run(tool, arguments, self.timeout_for(tool, timeout_s))

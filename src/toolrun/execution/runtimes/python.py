@@ -1,0 +1,105 @@
+"""Python callables: in a worker process (the default), or inline for trusted tools."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from toolrun.errors import NotExecutable
+from toolrun.execution.pool import WorkerPool
+from toolrun.execution.runtimes.base import RuntimeRunner
+from toolrun.execution.worker import exception_response, load_error, load_target
+from toolrun.registry.discovery import SOURCE_FOLDER, mount_folder
+from toolrun.registry.runtimes import PythonRuntime
+from toolrun.registry.tool import Tool
+from toolrun.response import Response
+
+T = TypeVar("T")
+
+
+def python_target(tool: Tool) -> str:
+    if not isinstance(tool.runtime, PythonRuntime):
+        raise NotExecutable(f"tool {tool.id!r} does not have a python runtime")
+    return tool.runtime.target
+
+
+class ProcessPythonRunner(RuntimeRunner):
+    """Runs the callable in a :class:`WorkerPool` worker; owns the pool's start and close."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
+        folder = tool.metadata.get(SOURCE_FOLDER)
+        return await self.pool.call(
+            python_target(tool),
+            arguments,
+            timeout_s,
+            source_folder=folder if isinstance(folder, str) else None,
+        )
+
+
+class InlinePythonRunner(RuntimeRunner):
+    """Runs a trusted tool in the API process: coroutines on the event loop, plain functions
+    on a private thread pool (so slow tools cannot starve the loop's default executor).
+
+    A timeout answers at once, but a plain function cannot be interrupted and finishes in
+    its thread: that is the price of ``isolation="inline"``.
+    """
+
+    def __init__(self, max_threads: int = 8) -> None:
+        self._cache: dict[str, Callable[..., Any]] = {}
+        self._max_threads = max_threads
+        self._threads: ThreadPoolExecutor | None = None
+
+    async def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+
+    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
+        target = python_target(tool)
+        func = self._cache.get(target)
+        if func is None:  # a first import may be slow: keep it off the event loop
+            try:
+                folder = tool.metadata.get(SOURCE_FOLDER)
+                if isinstance(folder, str):
+                    await self._in_thread(mount_folder, folder)
+                func = await self._in_thread(load_target, target, self._cache)
+            except Exception as exc:
+                return load_error(target, exc)
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                result = await self._invoke(func, arguments)
+            return Response.from_value(result)
+        except TimeoutError as exc:
+            if deadline.expired():
+                return Response.error(f"timed out after {timeout_s:g}s")
+            return exception_response(exc)
+        except (Exception, SystemExit) as exc:
+            return exception_response(exc)
+
+    async def _invoke(self, func: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+        # ``func`` takes the argument dict (see worker.load_target); for a coroutine function
+        # the thread only creates the coroutine, which is awaited here on the loop.
+        result = await self._in_thread(func, arguments)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self._max_threads, "toolrun-inline")
+        call = functools.partial(func, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
