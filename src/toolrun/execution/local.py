@@ -64,6 +64,7 @@ class LocalExecutor(Executor):
         self._cancelled: set[str] = set()
         self._dispatchers: list[asyncio.Task[None]] = []
         self._closing = False
+        self._pending_records: set[asyncio.Future[None]] = set()
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
@@ -94,6 +95,8 @@ class LocalExecutor(Executor):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._pending_records:
+            await asyncio.gather(*self._pending_records, return_exceptions=True)
         await self.runner.close()
         self._db.shutdown(wait=True)
 
@@ -121,7 +124,11 @@ class LocalExecutor(Executor):
         tool, merged = await self.prepare(tool_ref, arguments)
         return await self._enqueue(tool, merged)
 
-    async def _enqueue(self, tool: Tool, arguments: dict[str, Any]) -> Job:
+    async def _enqueue(
+        self, tool: Tool, arguments: dict[str, Any], waiter: asyncio.Future[Job] | None = None
+    ) -> Job:
+        """Persist a queued job and hand it to the dispatchers; ``waiter`` (if given) is
+        resolved with the finished job."""
         queue = self._require_queue()
         if queue.qsize() + self._reserved >= self.settings.queue_size:
             raise QueueFull(f"the job queue is full ({self.settings.queue_size} jobs); retry later")
@@ -131,6 +138,8 @@ class LocalExecutor(Executor):
             await self._db_call(self.jobs.add, job)
         finally:
             self._reserved -= 1
+        if waiter is not None:
+            self._waiters.setdefault(job.id, []).append(waiter)
         queue.put_nowait((job, tool))
         return job
 
@@ -138,11 +147,15 @@ class LocalExecutor(Executor):
         tool, merged = await self.prepare(tool_ref, arguments)
         if tool.policy.trusted:
             return await self._invoke_inline(tool, merged)
-        job = await self._enqueue(tool, merged)
-        return await self.wait(job.id)
+        finished: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        await self._enqueue(tool, merged, finished)
+        return await finished
 
     async def _invoke_inline(self, tool: Tool, arguments: dict[str, Any]) -> Job:
-        """The trusted fast path: run in this task, record the job once, when it ends."""
+        """The trusted fast path: run in this task, record the job once, when it ends.
+
+        The record is written behind the answer (on SQLite's single DB thread, so any later
+        read of the job sees it); :meth:`close` waits for pending records."""
         started = Job(
             tool_id=tool.id,
             arguments=arguments,
@@ -152,8 +165,15 @@ class LocalExecutor(Executor):
             attempts=1,
         )
         final = await self._execute(started, tool)
-        await self._db_call(self.jobs.add, final)
+        record = asyncio.ensure_future(self._db_call(self.jobs.add, final))
+        self._pending_records.add(record)
+        record.add_done_callback(self._record_done)
         return final
+
+    def _record_done(self, record: asyncio.Future[None]) -> None:
+        self._pending_records.discard(record)
+        if not record.cancelled() and record.exception() is not None:
+            log.error("could not record an inline job: %s", record.exception())
 
     # -- running ---------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ import multiprocessing.util  # registers its exit hook before ours, so ours runs
 import os
 import signal
 import socket
-from collections.abc import Coroutine, Sequence
+import sys
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -384,7 +385,8 @@ class WorkerPool:
             name="toolrun-worker",
         )
         try:
-            process.start()  # blocks a few ms (the first start also launches the fork server)
+            with _main_module_hidden():
+                process.start()  # blocks a few ms (the first start also launches the fork server)
         except Exception as exc:
             parent_sock.close()
             raise InfrastructureError(f"could not start a worker process: {exc}") from exc
@@ -420,6 +422,32 @@ class WorkerPool:
     def _check_open(self) -> None:
         if self._closed:
             raise InfrastructureError("the worker pool is closed")
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start workers without re-running the caller's ``__main__``.
+
+    forkserver and spawn normally import the parent's main script in the child (and the fork
+    server preloads it), which breaks any script or notebook that calls toolrun without an
+    ``if __name__ == "__main__"`` guard. Workers only load tools by import path, so
+    multiprocessing is shown a main module without ``__file__``/``__spec__`` while a worker
+    (or the fork server) starts.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {
+        name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__
+    }
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 async def _done(worker: _Worker) -> _Worker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 
 from toolrun.errors import NotFound
 from toolrun.execution.jobs import Job, JobStatus
@@ -37,6 +37,15 @@ def _row_to_job(row: Any) -> Job:
     )
 
 
+# Built once: constructing a statement per call (``.values(**row)``) costs more than the write.
+_INSERT = insert(jobs)
+_UPDATE = update(jobs).where(jobs.c.id == bindparam("b_id"))
+_UPDATE_IF = update(jobs).where(
+    jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_expected")
+)
+_GET = select(jobs).where(jobs.c.id == bindparam("b_id"))
+
+
 class JobStore:
     """Jobs in the ``jobs`` table."""
 
@@ -45,21 +54,18 @@ class JobStore:
 
     def add(self, job: Job) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(jobs).values(**self._values(job), id=job.id))
+            conn.execute(_INSERT, {**self._values(job), "id": job.id})
 
     def save(self, job: Job) -> None:
         """Write a job's current state (it must exist)."""
         with self.engine.begin() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job.id).values(**self._values(job)))
+            conn.execute(_UPDATE, {**self._values(job), "b_id": job.id})
 
     def save_if(self, job: Job, expected: JobStatus) -> bool:
         """Write ``job`` only if the stored status is still ``expected`` (compare-and-set)."""
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job.id, jobs.c.status == expected.value)
-                .values(**self._values(job))
-            )
+            params = {**self._values(job), "b_id": job.id, "b_expected": expected.value}
+            result = conn.execute(_UPDATE_IF, params)
         return bool(result.rowcount)
 
     @staticmethod
@@ -79,7 +85,7 @@ class JobStore:
 
     def get(self, job_id: str) -> Job:
         with self.engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            row = conn.execute(_GET, {"b_id": job_id}).first()
         if row is None:
             raise NotFound(f"no job {job_id!r}")
         return _row_to_job(row)

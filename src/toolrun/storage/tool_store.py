@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from toolrun.errors import InvalidDefinition, StoreError, ToolAlreadyExists, ToolNotFound
@@ -17,6 +17,8 @@ from toolrun.storage.tables import tools
 
 if TYPE_CHECKING:
     from toolrun.registry.query import Filter
+
+_GET = select(tools).where(tools.c.id == bindparam("b_id"))
 
 # Fields a partial update (PUT) may not change: they make up the id.
 IDENTITY_FIELDS = ("name", "version")
@@ -38,15 +40,27 @@ def validation_message(exc: ValidationError) -> str:
 class ToolStore:
     """Tools in the ``tools`` table. Every method is one transaction."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, cache_size: int = 4096) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # Parsed tools by id, valid while the stored updated_at is the same: validating a
+        # document (pydantic + the JSON-Schema meta-check) costs far more than reading it.
+        self._parsed: dict[str, Tool] = {}
+        self._cache_size = cache_size
 
     def _row_to_tool(self, row: Any) -> Tool:
+        updated_at = _utc(row.updated_at)
+        cached = self._parsed.get(row.id)
+        if cached is not None and cached.updated_at == updated_at:
+            return cached
         doc = dict(row.doc)
         doc["created_at"] = _utc(row.created_at)
-        doc["updated_at"] = _utc(row.updated_at)
-        return Tool.from_document(doc)
+        doc["updated_at"] = updated_at
+        tool = Tool.from_document(doc)
+        if len(self._parsed) >= self._cache_size:
+            self._parsed.clear()
+        self._parsed[row.id] = tool
+        return tool
 
     def create(self, tool: Tool) -> Tool:
         now = datetime.now(UTC)
@@ -97,25 +111,32 @@ class ToolStore:
 
     def resolve_id(self, ref: str) -> str:
         """The stored id a user reference means (see :mod:`toolrun.registry.ids`)."""
-        parsed = ToolRef.parse(ref)
         with self.engine.connect() as conn:
-            if parsed.version and parsed.version not in ("latest", "stable"):
-                hit = conn.execute(select(tools.c.id).where(tools.c.id == ref)).first()
-                if hit is not None:
-                    return str(hit.id)
-            versions = [
-                row.version
-                for row in conn.execute(select(tools.c.version).where(tools.c.name == parsed.name))
-            ]
+            return self._resolve(conn, ref)
+
+    @staticmethod
+    def _resolve(conn: Connection, ref: str) -> str:
+        parsed = ToolRef.parse(ref)
+        if parsed.version and parsed.version not in ("latest", "stable"):
+            hit = conn.execute(select(tools.c.id).where(tools.c.id == ref)).first()
+            if hit is not None:
+                return str(hit.id)
+        versions = [
+            row.version
+            for row in conn.execute(select(tools.c.version).where(tools.c.name == parsed.name))
+        ]
         if not versions:
             raise ToolNotFound(f"Tool not registered: {ref}")
         version = parsed.resolve(versions)
         return f"{parsed.name}:{version}" if version else parsed.name
 
     def get(self, ref: str) -> Tool:
-        tool_id = self.resolve_id(ref)
+        """The tool a reference means; an exact id costs one query."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(tools).where(tools.c.id == tool_id)).first()
+            row = conn.execute(_GET, {"b_id": ref}).first()
+            if row is None:
+                tool_id = self._resolve(conn, ref)
+                row = conn.execute(select(tools).where(tools.c.id == tool_id)).first()
         if row is None:  # deleted between resolve and read
             raise ToolNotFound(f"Tool not registered: {ref}")
         return self._row_to_tool(row)
