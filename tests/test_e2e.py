@@ -121,3 +121,64 @@ def test_tools_and_jobs_survive_a_restart(tmp_path: Path) -> None:
         assert httpx.get(f"{second.url}/tool/echo").json()["tool_id"] == "echo"
         again = httpx.get(f"{second.url}/jobs/{job['uuid']}").json()
         assert again["status"] == "succeeded" and again["output"] == {"x": 1}
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_kill_9_loses_no_job(tmp_path: Path) -> None:
+    """Crash mid-job: the running job is marked failed (interrupted), queued jobs run after
+    the restart, and nothing silently disappears."""
+    import os
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    started, release = tmp_path / "started", tmp_path / "release"
+    env = {"TOOLRUN_WORKERS": "1", "TOOLRUN_CONCURRENCY": "1", "PYTHONPATH": str(FIXTURES)}
+    tools = [
+        {"name": "blocker", "runtime": {"kind": "python", "target": "hostile_tools:block_until"}},
+        {"name": "adder", "runtime": {"kind": "python", "target": "hostile_tools:add"}},
+    ]
+    with toolrun_server(data, demo=False, env=env) as first:
+        for tool in tools:
+            assert httpx.post(f"{first.url}/tool", json=tool).status_code == 201
+        args = {"started": str(started), "release": str(release)}
+        blocked = httpx.post(f"{first.url}/jobs", json={"tool_id": "blocker", "arguments": args})
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline, "the blocking job never started"
+            time.sleep(0.01)
+        queued = [
+            httpx.post(
+                f"{first.url}/jobs", json={"tool_id": "adder", "arguments": {"a": i, "b": 1}}
+            )
+            for i in range(3)
+        ]
+        for reply in queued:
+            assert (
+                httpx.get(f"{first.url}/jobs/{reply.json()['uuid']}").json()["status"] == "queued"
+            )
+        worker_pid = int(started.read_text())
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _alive(worker_pid):  # the worker's watchdog ends it with its parent
+        assert time.monotonic() < deadline, "worker outlived the killed server"
+        time.sleep(0.01)
+    with toolrun_server(data, demo=False, env=env) as second:
+        interrupted = httpx.get(f"{second.url}/jobs/{blocked.json()['uuid']}").json()
+        assert interrupted["status"] == "failed" and "interrupted" in interrupted["error"]
+        for i, reply in enumerate(queued):
+            url = f"{second.url}/jobs/{reply.json()['uuid']}"
+            done = httpx.get(url, params={"wait_s": 30}, timeout=40).json()
+            assert done["status"] == "succeeded", done
+            assert done["output"] == {"result": i + 1}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -30,10 +30,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; default sqlite:///<data_dir>/toolrun.db. "
         "PostgreSQL: postgresql+psycopg://user@host/db",
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8000, description="REST port (answers WebSocket routes too).")
     ws_port: int | None = Field(default=8765, description="Second port for the seed-002 WebSocket.")
     workers: int = Field(default=2, ge=1, le=256, description="Worker processes of the executor.")
+    concurrency: int | None = Field(
+        default=None, ge=1, le=4096, description="Jobs run at once; default max(8, 4 x workers)."
+    )
     queue_size: int = Field(default=10_000, ge=1, description="Bound of the executor's queue.")
     default_timeout_s: float = Field(default=30.0, gt=0, description="Per-call time limit.")
     max_timeout_s: float = Field(default=3600.0, gt=0, description="Largest per-tool timeout.")
@@ -47,12 +50,13 @@ class Settings(BaseSettings):
         description="Credentials by name for http tools: TOOLRUN_SECRETS__NAME=value.",
     )
     functions_dirs: list[Path] = Field(
-        default_factory=list, description="Folders whose modules' public functions are registered."
+        default_factory=list,
+        description="Folders whose modules' public functions are registered (JSON list).",
     )
     functions_packages: list[str] = Field(
-        default_factory=list, description="Packages whose modules' public functions are registered."
+        default_factory=list,
+        description="Packages whose modules' public functions are registered (JSON list).",
     )
-    namespace_separator: str = Field(default="_", pattern=r"^[A-Za-z0-9_-]{1,3}$")
     demo: bool = Field(default=False, description="Register the demo tools at start-up.")
 
     @property
@@ -60,3 +64,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'toolrun.db'}"
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from :class:`Settings` (a test keeps the
+    README in step)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = {"data_dir": "per-user data dir"}.get(name, "empty")
+        else:
+            default = "none" if field.default is None else str(field.default)
+        rows.append(f"| `TOOLRUN_{name.upper()}` | {default} | {field.description or ''} |")
+    return "\n".join(rows)

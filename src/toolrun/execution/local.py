@@ -52,7 +52,7 @@ class LocalExecutor(Executor):
         self.tools = tools
         self.jobs = jobs
         self.runner = runner
-        self.concurrency = concurrency or max(8, settings.workers * 4)
+        self.concurrency = concurrency or settings.concurrency or max(8, settings.workers * 4)
         self.validator = ArgumentValidator()
         # SQLite has one writer: one thread keeps its writes in order and lock-free.
         db_threads = 1 if tools.dialect == "sqlite" else 8
