@@ -264,3 +264,21 @@ def test_websocket_lifecycle_in_process(client: TestClient) -> None:
     with client.websocket_connect("/function") as ws:
         ws.send_text("not json")
         assert ws.receive_json()["success"] is False
+
+
+def test_export_formats(client: TestClient) -> None:
+    import re
+
+    openai = client.get("/tools", params={"format": "openai"}).json()
+    names = {entry["function"]["name"] for entry in openai}
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name) for name in names)
+    assert all(entry["type"] == "function" for entry in openai)
+    mcp = client.get("/tool/weather_lookup:v1.0.0-stable", params={"format": "mcp"}).json()
+    assert mcp["inputSchema"]["required"] == ["city"]
+    own = client.get("/tool/weather_lookup", params={"format": "toolrun"}).json()
+    assert own["version"] == "v1.0.0-stable" and own["runtime"]["kind"] == "python"
+    # what was exported can be registered again, in every format
+    for shape in (openai[0], mcp, own):
+        reply = client.post("/tool", json=shape)
+        assert reply.status_code in (201, 409), reply.text
+    assert_error(client.get("/tools", params={"format": "yaml"}), 422, "invalid_request", "format")

@@ -7,7 +7,7 @@ external registry).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from toolrun.errors import InvalidDefinition, ToolNotFound, UpstreamError
 from toolrun.platform import Platform
-from toolrun.registry.formats import to_seed, tool_from_any
+from toolrun.registry.formats import openai_name, to_mcp, to_openai, to_seed, tool_from_any
 from toolrun.registry.ids import ToolRef, validate_name, validate_version
 from toolrun.registry.tool import Tool
 from toolrun.server.deps import get_platform
@@ -57,6 +57,26 @@ def parse_tool(data: Any) -> Tool:
         raise InvalidDefinition(f"invalid tool: {validation_message(exc)}") from None
 
 
+ExportFormat = Literal["seed", "openai", "mcp", "toolrun"]
+
+
+def render(tool: Tool, family: Family, fmt: ExportFormat = "seed") -> dict[str, Any]:
+    """One tool in the asked format: the family's seed shape, an OpenAI ``tools[]`` entry,
+    an MCP tool, or toolrun's own ``Tool`` JSON."""
+    if fmt == "openai":
+        return to_openai(tool, name=openai_name(tool.id))
+    if fmt == "mcp":
+        return to_mcp(tool, name=openai_name(tool.id))
+    if fmt == "toolrun":
+        return tool.model_dump(mode="json")
+    return to_seed(tool, family)
+
+
+FORMAT_QUERY = Query(
+    "seed", alias="format", description="seed (default), openai (tools[] entries), mcp, toolrun"
+)
+
+
 def build_router(family: Family) -> APIRouter:
     router = APIRouter(tags=[f"{family}s"])
     single, plural = f"/{family}", f"/{family}s"
@@ -73,9 +93,11 @@ def build_router(family: Family) -> APIRouter:
     def list_all(
         limit: int | None = Query(None, ge=1, le=100_000),
         offset: int = Query(0, ge=0, le=10_000_000),
+        fmt: ExportFormat = FORMAT_QUERY,
         platform: Platform = Depends(get_platform),
     ) -> list[dict[str, Any]]:
-        return [to_seed(t, family) for t in platform.tools.query(None, limit=limit, offset=offset)]
+        found = platform.tools.query(None, limit=limit, offset=offset)
+        return [render(t, family, fmt) for t in found]
 
     @router.post(plural, summary=f"Query {family}s with a Mongo-style filter")
     def query(
@@ -85,14 +107,18 @@ def build_router(family: Family) -> APIRouter:
         ),
         limit: int | None = Query(None, ge=1, le=100_000),
         offset: int = Query(0, ge=0, le=10_000_000),
+        fmt: ExportFormat = FORMAT_QUERY,
         platform: Platform = Depends(get_platform),
     ) -> list[dict[str, Any]]:
         where = parse_family_filter(body or {}, family)
-        return [to_seed(t, family) for t in platform.tools.query(where, limit=limit, offset=offset)]
+        found = platform.tools.query(where, limit=limit, offset=offset)
+        return [render(t, family, fmt) for t in found]
 
     @router.get(single + "/{tool_id}", summary=f"Get a {family} by id or reference")
-    def get(tool_id: str, platform: Platform = Depends(get_platform)) -> dict[str, Any]:
-        return to_seed(platform.tools.get(tool_id), family)
+    def get(
+        tool_id: str, fmt: ExportFormat = FORMAT_QUERY, platform: Platform = Depends(get_platform)
+    ) -> dict[str, Any]:
+        return render(platform.tools.get(tool_id), family, fmt)
 
     @router.put(single + "/{tool_id}", summary=f"Update a {family} (partial)")
     def put(
