@@ -3,6 +3,7 @@ path mapping, and the portable regex subset (its matcher checked against Python'
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -157,6 +158,8 @@ BAD_FILTERS: list[tuple[Any, str]] = [
     ({"a": {"$regex": "a" * 513}}, "is longer than 512 characters"),
     ({"a": {"$regex": "(?:(?:a{200}){200})"}}, "is too complex"),
     ({"a": {"$regex": "(" * 33 + ")" * 33}}, "groups nested more than 32 deep"),
+    ({"a\ud800": 1}, "invalid field path 'a\\ud800'"),  # surrogates are escaped in messages
+    ({"a": {"$in": "\udfff"}}, "'$in' at 'a' needs a list, got \"\\udfff\""),
 ]
 
 
@@ -166,6 +169,7 @@ def test_bad_filters_are_query_errors_that_say_why(raw: Any, message: str) -> No
         parse_filter(raw)
     assert message in info.value.message
     assert info.value.status_code == 400
+    json.dumps(info.value.to_dict(), ensure_ascii=False).encode()  # the body can be sent
 
 
 def test_regex_errors_name_the_path_and_the_pattern() -> None:
@@ -384,6 +388,8 @@ def test_regex_matching_is_linear_time() -> None:
     started = time.perf_counter()
     for pattern in ["(a*)*b", "(a|a)*b", "(a|aa)+$x", "(?:a?){200}a{200}b"]:
         assert compile_regex(pattern).search(text) is False
+    random_ab = "".join("ab"[(i * 7919) % 13 % 2] for i in range(5_000))
+    assert compile_regex("(?:a|b)*a(?:a|b){200}c").search(random_ab) is False  # no DFA blow-up
     assert time.perf_counter() - started < 5  # a backtracking matcher would never finish
 
 

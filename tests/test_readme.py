@@ -67,6 +67,8 @@ def test_curl_snippets_run_in_order(server: RunningServer) -> None:
     assert word_count["structuredContent"] == {"result": 3}
     delhi = next(b for s, b in outputs if "weather_lookup/invoke" in s)
     assert delhi["structuredContent"] == {"temperature": 28, "unit": "C"}
+    registered = next(b for s, b in outputs if "/tool/register/" in s)
+    assert registered["tool_id"] == "binary-increment-tool"
     assert by_call["curl http://localhost:8000/function/weather_lookup:latest"]["function_id"] == (
         "weather_lookup:v2.0.0-beta"
     )

@@ -34,6 +34,13 @@ async def serve(settings: Settings, *, log_level: str = "info") -> None:
     sockets = [bind(settings.host, settings.port)]
     if settings.ws_port and settings.ws_port != settings.port:
         sockets.append(bind(settings.host, settings.ws_port))
+    if settings.demo and not settings.external_registry_url:
+        # The demo server is its own external registry, so seed 002's
+        # `curl -X POST .../tool/register/binary-increment-tool` works out of the box.
+        local = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        settings = settings.model_copy(
+            update={"external_registry_url": f"http://{local}:{settings.port}"}
+        )
     platform = Platform(settings)
     await platform.start()
     try:

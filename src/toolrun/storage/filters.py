@@ -175,7 +175,9 @@ class _Postgres(_Compiler[ColumnElement[Any]]):
     def type_is(self, ref: ColumnElement[Any], kind: str) -> ColumnElement[bool]:
         return func.jsonb_typeof(ref) == literal(kind, Text)
 
-    def any_element(self, ref: ColumnElement[Any], pred: Pred[ColumnElement[Any]]) -> Any:
+    def any_element(
+        self, ref: ColumnElement[Any], pred: Pred[ColumnElement[Any]]
+    ) -> ColumnElement[bool]:
         elements = func.jsonb_array_elements(ref).table_valued(column("value", JSONB)).alias()
         return exists(select(literal(1)).select_from(elements).where(pred(elements.c.value)))
 
@@ -230,7 +232,7 @@ class _Sqlite(_Compiler[_SqliteRef]):
     def type_is(self, ref: _SqliteRef, kind: str) -> ColumnElement[bool]:
         return ref.type == literal(kind, String)
 
-    def any_element(self, ref: _SqliteRef, pred: Pred[_SqliteRef]) -> Any:
+    def any_element(self, ref: _SqliteRef, pred: Pred[_SqliteRef]) -> ColumnElement[bool]:
         each = func.json_each(ref.value).table_valued("type", "value").alias()
         return exists(
             select(literal(1)).select_from(each).where(pred(_SqliteRef(each.c.type, each.c.value)))
