@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import websockets
 
+from bench.http_client import Connection
+
 ROOT = Path(__file__).resolve().parents[1]
 INLINE = "bench_increment_inline"
 PROCESS = "bench_increment_process"
@@ -105,18 +107,27 @@ async def drive(
 async def bench_rest(
     url: str, total: int, concurrency: int, warmup: int
 ) -> tuple[list[float], float]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    """Each of ``concurrency`` tasks keeps one connection and posts one call after another."""
+    connections = [Connection(url) for _ in range(concurrency)]
+    await asyncio.gather(*(c.open() for c in connections))
+    free: asyncio.Queue[Connection] = asyncio.Queue()
+    for connection in connections:
+        free.put_nowait(connection)
 
-        async def call(i: int) -> None:
-            reply = await client.post(url, json={"value": i})
-            reply.raise_for_status()
-            body = reply.json()
-            value = body.get("structuredContent", body)
-            assert value == {"result": i + 1}, body
+    async def call(i: int) -> None:
+        connection = await free.get()
+        try:
+            status, body = await connection.post_json({"value": i})
+        finally:
+            free.put_nowait(connection)
+        value = body.get("structuredContent", body)
+        assert status == 200 and value == {"result": i + 1}, body
 
+    try:
         await drive(call, warmup, concurrency)
         return await drive(call, total, concurrency)
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
 
 
 async def bench_ws(

@@ -282,3 +282,19 @@ def test_export_formats(client: TestClient) -> None:
         reply = client.post("/tool", json=shape)
         assert reply.status_code in (201, 409), reply.text
     assert_error(client.get("/tools", params={"format": "yaml"}), 422, "invalid_request", "format")
+
+
+def test_inline_jobs_are_readable_at_once(client: TestClient) -> None:
+    spec = {
+        "name": "fast",
+        "input_schema": {"type": "object", "properties": {"value": {"type": "integer"}}},
+        "runtime": {"kind": "python", "target": "toolrun.demo.functions:increment"},
+        "policy": {"isolation": "inline"},
+    }
+    assert client.post("/tool", json=spec).status_code == 201
+    for value in range(20):
+        reply = client.post("/tools/fast/invoke", json={"value": value})
+        job = client.get(f"/jobs/{reply.headers['X-Toolrun-Job']}").json()
+        assert job["status"] == "succeeded" and job["output"] == {"result": value + 1}
+    listed = client.get("/jobs", params={"tool_id": "fast"}).json()
+    assert len(listed) == 20

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     queue_size: int = Field(default=10_000, ge=1, description="Bound of the executor's queue.")
     default_timeout_s: float = Field(default=30.0, gt=0, description="Per-call time limit.")
     max_timeout_s: float = Field(default=3600.0, gt=0, description="Largest per-tool timeout.")
+    tool_cache_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long the executor reuses a resolved tool; this process's own writes "
+        "clear it at once, other processes' writes are seen within this time (0: never cache).",
+    )
     external_registry_url: str | None = Field(
         default=None,
         description="Base URL of the registry that /tool/register/{id} fetches from "

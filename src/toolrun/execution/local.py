@@ -19,7 +19,9 @@ from toolrun.config import Settings
 from toolrun.errors import JobAlreadyFinished, NotExecutable, QueueFull, ToolrunError
 from toolrun.execution.base import Executor
 from toolrun.execution.jobs import Job, JobStatus, utcnow
+from toolrun.execution.recorder import JobRecorder
 from toolrun.execution.runner import ToolRunner
+from toolrun.execution.tool_cache import ToolCache
 from toolrun.execution.validation import ArgumentValidator
 from toolrun.registry.tool import Tool
 from toolrun.response import Response
@@ -64,7 +66,9 @@ class LocalExecutor(Executor):
         self._cancelled: set[str] = set()
         self._dispatchers: list[asyncio.Task[None]] = []
         self._closing = False
-        self._pending_records: set[asyncio.Future[None]] = set()
+        self._tool_cache = ToolCache(settings.tool_cache_ttl_s)
+        tools.on_change(self._tool_cache.clear)
+        self._recorder = JobRecorder(lambda batch: self._db_call(self.jobs.add_many, batch))
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
@@ -95,8 +99,7 @@ class LocalExecutor(Executor):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._pending_records:
-            await asyncio.gather(*self._pending_records, return_exceptions=True)
+        await self._recorder.flush()
         await self.runner.close()
         self._db.shutdown(wait=True)
 
@@ -106,7 +109,10 @@ class LocalExecutor(Executor):
         self, tool_ref: str, arguments: dict[str, Any] | None
     ) -> tuple[Tool, dict[str, Any]]:
         """Resolve the tool, merge its default params under the arguments and validate them."""
-        tool = await self._db_call(self.tools.get, tool_ref)
+        tool = self._tool_cache.get(tool_ref)
+        if tool is None:
+            tool = await self._db_call(self.tools.get, tool_ref)
+            self._tool_cache.put(tool_ref, tool)
         if tool.runtime is None:
             raise NotExecutable(
                 f"tool {tool.id!r} has no runtime, so it cannot be called; "
@@ -154,8 +160,8 @@ class LocalExecutor(Executor):
     async def _invoke_inline(self, tool: Tool, arguments: dict[str, Any]) -> Job:
         """The trusted fast path: run in this task, record the job once, when it ends.
 
-        The record is written behind the answer (on SQLite's single DB thread, so any later
-        read of the job sees it); :meth:`close` waits for pending records."""
+        The record is written behind the answer, batched with others (see
+        :class:`~toolrun.execution.recorder.JobRecorder`); :meth:`close` waits for it."""
         started = Job(
             tool_id=tool.id,
             arguments=arguments,
@@ -165,15 +171,8 @@ class LocalExecutor(Executor):
             attempts=1,
         )
         final = await self._execute(started, tool)
-        record = asyncio.ensure_future(self._db_call(self.jobs.add, final))
-        self._pending_records.add(record)
-        record.add_done_callback(self._record_done)
+        self._recorder.record(final)
         return final
-
-    def _record_done(self, record: asyncio.Future[None]) -> None:
-        self._pending_records.discard(record)
-        if not record.cancelled() and record.exception() is not None:
-            log.error("could not record an inline job: %s", record.exception())
 
     # -- running ---------------------------------------------------------------------------
 
@@ -267,11 +266,15 @@ class LocalExecutor(Executor):
     # -- queries and control ---------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job:
+        unwritten = self._recorder.unwritten(job_id)
+        if unwritten is not None:
+            return unwritten
         return await self._db_call(self.jobs.get, job_id)
 
     async def list_jobs(
         self, *, status: JobStatus | None = None, tool_id: str | None = None, limit: int = 100
     ) -> list[Job]:
+        await self._recorder.flush()
         return await self._db_call(
             lambda: self.jobs.recent(status=status, tool_id=tool_id, limit=limit)
         )

@@ -46,9 +46,9 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     )
     app.state.platform = the_platform
     install_error_handlers(app)
+    app.include_router(routes_jobs.router)  # first: invocation is the hot path to match
     for family in ("tool", "function"):
         app.include_router(routes_tools.build_router(family))
-    app.include_router(routes_jobs.router)
     app.include_router(ws.router)
 
     @app.get("/health", tags=["meta"], summary="Liveness and executor state")

@@ -7,6 +7,7 @@ from starlette.requests import HTTPConnection
 from toolrun.platform import Platform
 
 
-def get_platform(conn: HTTPConnection) -> Platform:
+async def get_platform(conn: HTTPConnection) -> Platform:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread."""
     platform: Platform = conn.app.state.platform
     return platform

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,11 +53,13 @@ def _invoke_route(family: str) -> None:
     )
     async def invoke(
         tool_id: str,
+        request: Request,
         arguments: dict[str, Any] | None = Body(
             None, openapi_examples={"value": {"value": {"value": 5}}}
         ),
-        platform: Platform = Depends(get_platform),
     ) -> JSONResponse:
+        # The hot path: the platform straight from app state, no dependency to solve.
+        platform: Platform = request.app.state.platform
         job = await platform.executor.invoke(tool_id, arguments or {})
         if job.result is None:  # could not run at all (e.g. cancelled): say why
             raise InvalidDefinition(job.error or f"job {job.id} ended {job.status.value}")

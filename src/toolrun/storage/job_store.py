@@ -56,6 +56,12 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(_INSERT, {**self._values(job), "id": job.id})
 
+    def add_many(self, batch: list[Job]) -> None:
+        """Insert several jobs in one transaction (one ``executemany``)."""
+        if batch:
+            with self.engine.begin() as conn:
+                conn.execute(_INSERT, [{**self._values(job), "id": job.id} for job in batch])
+
     def save(self, job: Job) -> None:
         """Write a job's current state (it must exist)."""
         with self.engine.begin() as conn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,15 @@ class ToolStore:
         # document (pydantic + the JSON-Schema meta-check) costs far more than reading it.
         self._parsed: dict[str, Tool] = {}
         self._cache_size = cache_size
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(tool_id)`` after every write this store makes (caches subscribe)."""
+        self._listeners.append(listener)
+
+    def _changed(self, tool_id: str) -> None:
+        for listener in self._listeners:
+            listener(tool_id)
 
     def _row_to_tool(self, row: Any) -> Tool:
         updated_at = _utc(row.updated_at)
@@ -83,6 +92,7 @@ class ToolStore:
             ) from None
         except SQLAlchemyError as exc:
             raise StoreError(f"could not store tool {tool.id!r}: {exc.__class__.__name__}") from exc
+        self._changed(tool.id)
         return tool.model_copy(update={"created_at": now, "updated_at": now})
 
     def upsert(self, tool: Tool) -> Tool:
@@ -107,6 +117,7 @@ class ToolStore:
             if result.rowcount == 0:
                 raise ToolNotFound(f"Tool not registered: {tool.id}")
             row = conn.execute(select(tools).where(tools.c.id == tool.id)).one()
+        self._changed(tool.id)
         return self._row_to_tool(row)
 
     def resolve_id(self, ref: str) -> str:
@@ -166,6 +177,7 @@ class ToolStore:
             result = conn.execute(delete(tools).where(tools.c.id == tool_id))
         if result.rowcount == 0:
             raise ToolNotFound(f"Tool not registered: {ref}")
+        self._changed(tool_id)
         return tool_id
 
     def query(
