@@ -163,7 +163,9 @@ def register_tools(base: str) -> None:
 
 
 def print_table(results: list[Result], floors: dict[tuple[str, int], Result]) -> None:
-    header = f"{'path':<34}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'calls/s':>9}{'p50 vs floor':>16}"
+    header = (
+        f"{'path':<34}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'calls/s':>9}  {'p50 vs floor':>16}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
@@ -173,7 +175,9 @@ def print_table(results: list[Result], floors: dict[tuple[str, int], Result]) ->
             versus = "(floor)"
         else:
             versus = f"x{r.p50 / floor.p50:.2f} / +{r.p50 - floor.p50:.2f}ms"
-        print(f"{r.name:<34}{r.concurrency:>5}{r.p50:>9.2f}{r.p99:>9.2f}{r.rate:>9.0f}{versus:>16}")
+        print(
+            f"{r.name:<34}{r.concurrency:>5}{r.p50:>9.2f}{r.p99:>9.2f}{r.rate:>9.0f}  {versus:>16}"
+        )
 
 
 def main(*, quick: bool = False) -> None:

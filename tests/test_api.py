@@ -298,3 +298,34 @@ def test_inline_jobs_are_readable_at_once(client: TestClient) -> None:
         assert job["status"] == "succeeded" and job["output"] == {"result": value + 1}
     listed = client.get("/jobs", params={"tool_id": "fast"}).json()
     assert len(listed) == 20
+
+
+HOSTILE = [
+    ("segfault", "died"),
+    ("exit_hard", "died"),
+    ("raise_value_error", "ValueError: boom"),
+]
+
+
+def test_hostile_tools_fail_their_own_job_and_the_server_keeps_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fixtures"))
+    settings = Settings(data_dir=tmp_path / "data", demo=True, workers=1, ws_port=None)
+    with TestClient(create_app(settings)) as client:
+        tools = [name for name, _ in HOSTILE] + ["spin"]
+        for name in tools:
+            spec = {"name": name, "runtime": {"kind": "python", "target": f"hostile_tools:{name}"}}
+            if name == "spin":
+                spec["policy"] = {"timeout_s": 0.5}
+            assert client.post("/tool", json=spec).status_code == 201
+        for name, needle in HOSTILE:
+            reply = client.post(f"/tools/{name}/invoke", json={})
+            assert reply.status_code == 200 and reply.json()["isError"] is True
+            assert needle in reply.json()["content"][0]["text"], reply.json()
+            assert reply.headers["X-Toolrun-Job-Status"] == "failed"
+        spun = client.post("/tools/spin/invoke", json={})
+        assert spun.headers["X-Toolrun-Job-Status"] == "timed_out"
+        assert "timed out after 0.5s" in spun.json()["content"][0]["text"]
+        healthy = client.post("/tools/increment/invoke", json={"value": 1})
+        assert healthy.json()["structuredContent"] == {"result": 2}
