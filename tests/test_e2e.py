@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.processes import is_dead
 from tests.servers import toolrun_server
 from toolrun.demo.catalog import BINARY_INCREMENT
 
@@ -163,7 +164,7 @@ def test_kill_9_loses_no_job(tmp_path: Path) -> None:
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while _alive(worker_pid):  # the worker's watchdog ends it with its parent
+    while not is_dead(worker_pid):  # the worker's watchdog ends it with its parent
         assert time.monotonic() < deadline, "worker outlived the killed server"
         time.sleep(0.01)
     with toolrun_server(data, demo=False, env=env) as second:
@@ -174,11 +175,3 @@ def test_kill_9_loses_no_job(tmp_path: Path) -> None:
             done = httpx.get(url, params={"wait_s": 30}, timeout=40).json()
             assert done["status"] == "succeeded", done
             assert done["output"] == {"result": i + 1}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
 
+from tests.processes import eventually, is_dead
 from toolrun.errors import InfrastructureError
 from toolrun.execution.pool import WorkerPool
 
@@ -29,21 +30,6 @@ def anyio_backend() -> str:
 
 def tool(name: str) -> str:
     return f"hostile_tools:{name}"
-
-
-def is_dead(pid: int) -> bool:
-    """Gone or a zombie (whoever reaps orphans here may be slow to do so)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.01)
 
 
 @pytest.fixture
