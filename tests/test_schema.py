@@ -127,7 +127,7 @@ def test_schema_validates_good_and_rejects_bad_arguments() -> None:
     bad.pop("name")
     with pytest.raises(ArgumentsInvalid) as info:
         validate_arguments(schema, bad)
-    paths = {d["path"] for d in info.value.detail}
+    paths = {d["path"] for d in info.value.detail["violations"]}
     assert paths == {
         "",  # the unexpected property
         "/name",
@@ -316,7 +316,7 @@ def test_bind_reports_unexpected_and_invalid_arguments() -> None:
         spec.bind({"a": 1, "b": 2})
     with pytest.raises(ArgumentsInvalid) as info:
         spec.bind({"a": "x"})
-    assert info.value.detail[0]["path"] == "/a"
+    assert info.value.detail["violations"][0]["path"] == "/a"
 
 
 class Opaque:

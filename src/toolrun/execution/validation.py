@@ -1,4 +1,5 @@
-"""Argument validation against a tool's input schema, with compiled validators cached."""
+"""Argument validation on the executor's hot path: the registry's ``validate_arguments`` with
+each tool's compiled validator cached per tool version."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import jsonschema
 
-from toolrun.errors import ArgumentsInvalid
+from toolrun.registry.schema import compile_validator, validate_arguments
 from toolrun.registry.tool import Tool
 
 
@@ -18,28 +19,11 @@ class ArgumentValidator:
         self._cache: dict[tuple[str, Any], jsonschema.Draft202012Validator] = {}
         self._max = max_cached
 
-    def _validator(self, tool: Tool) -> jsonschema.Draft202012Validator:
+    def validate(self, tool: Tool, arguments: dict[str, Any]) -> None:
         key = (tool.id, tool.updated_at)
         validator = self._cache.get(key)
         if validator is None:
             if len(self._cache) >= self._max:
                 self._cache.clear()
-            validator = jsonschema.Draft202012Validator(tool.input_schema)
-            self._cache[key] = validator
-        return validator
-
-    def validate(self, tool: Tool, arguments: dict[str, Any]) -> None:
-        errors = sorted(self._validator(tool).iter_errors(arguments), key=lambda e: list(e.path))
-        if not errors:
-            return
-        violations = [
-            {
-                "path": "/".join(str(p) for p in err.absolute_path) or "(root)",
-                "message": err.message,
-            }
-            for err in errors
-        ]
-        listing = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
-        raise ArgumentsInvalid(
-            f"invalid arguments for {tool.id}: {listing}", detail={"violations": violations}
-        )
+            validator = self._cache[key] = compile_validator(tool.input_schema)
+        validate_arguments(tool.input_schema, arguments, validator=validator, subject=tool.id)

@@ -114,7 +114,11 @@ class CallableSpec:
             names = ", ".join(sorted(extra))
             raise ArgumentsInvalid(
                 f"unexpected arguments: {names}",
-                detail=[{"path": f"/{k}", "message": "unexpected argument"} for k in sorted(extra)],
+                detail={
+                    "violations": [
+                        {"path": f"/{k}", "message": "unexpected argument"} for k in sorted(extra)
+                    ]
+                },
             )
         try:
             model = self.model.model_validate({k: v for k, v in arguments.items() if k in known})
@@ -123,7 +127,7 @@ class CallableSpec:
                 {"path": "/" + "/".join(str(p) for p in err["loc"]), "message": err["msg"]}
                 for err in exc.errors()
             ]
-            raise ArgumentsInvalid(_summary(detail), detail=detail) from None
+            raise ArgumentsInvalid(_summary(detail), detail={"violations": detail}) from None
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for param in self.params:
@@ -290,6 +294,11 @@ def _cached_validator(key: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(key), format_checker=_FORMATS)
 
 
+def compile_validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator for ``schema`` with toolrun's format checks, for callers that cache it."""
+    return jsonschema.Draft202012Validator(schema, format_checker=_FORMATS)
+
+
 def _validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
     try:
         key = json.dumps(schema, sort_keys=True)
@@ -298,16 +307,21 @@ def _validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
     return _cached_validator(key)
 
 
-def argument_errors(schema: Mapping[str, Any], args: Any) -> list[dict[str, str]]:
+def argument_errors(
+    schema: Mapping[str, Any],
+    args: Any,
+    validator: jsonschema.Draft202012Validator | None = None,
+) -> list[dict[str, str]]:
     """Every violation of ``schema`` by ``args`` as ``{"path", "message", "validator"}``;
-    ``path`` is a JSON Pointer (``""`` for the arguments object itself)."""
+    ``path`` is a JSON Pointer (``""`` for the arguments object itself). ``validator``: one
+    compiled for ``schema`` already (see :func:`compile_validator`)."""
     if not isinstance(args, Mapping):
         kind = type(args).__name__
         return [
             {"path": "", "message": f"arguments must be an object, got {kind}", "validator": "type"}
         ]
     errors = []
-    for error in _validator(schema).iter_errors(dict(args)):
+    for error in (validator or _validator(schema)).iter_errors(dict(args)):
         path = [str(p) for p in error.absolute_path]
         if error.validator == "required" and isinstance(error.instance, Mapping):
             missing = [p for p in error.validator_value if p not in error.instance]
@@ -321,12 +335,20 @@ def argument_errors(schema: Mapping[str, Any], args: Any) -> list[dict[str, str]
     return sorted(errors, key=lambda e: (e["path"], e["message"]))
 
 
-def validate_arguments(schema: Mapping[str, Any], args: Any) -> None:
-    """Raise :class:`ArgumentsInvalid` listing every violation (``detail``) when ``args`` do not
-    satisfy ``schema``."""
-    errors = argument_errors(schema, args)
+def validate_arguments(
+    schema: Mapping[str, Any],
+    args: Any,
+    *,
+    validator: jsonschema.Draft202012Validator | None = None,
+    subject: str = "",
+) -> None:
+    """Raise :class:`ArgumentsInvalid` listing every violation (``detail["violations"]``) when
+    ``args`` do not satisfy ``schema``; ``subject`` (a tool id) goes into the message."""
+    errors = argument_errors(schema, args, validator)
     if errors:
-        raise ArgumentsInvalid(_summary(errors), detail=errors)
+        summary = _summary(errors)
+        message = summary.replace("invalid arguments", f"invalid arguments for {subject}", 1)
+        raise ArgumentsInvalid(message if subject else summary, detail={"violations": errors})
 
 
 def _summary(errors: list[dict[str, str]]) -> str:
