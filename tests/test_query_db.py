@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, insert, select, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 from tests.test_query import DOC, SEMANTICS, patterns
 from toolrun.errors import StoreError
@@ -44,7 +45,15 @@ def engine(
     name = f"toolrun_query_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:  # a default collation that is not code point order ("B" > "a"), when ICU exists
+            conn.execute(
+                text(
+                    f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' "
+                    "LOCALE 'C.UTF-8' LOCALE_PROVIDER icu ICU_LOCALE 'und'"
+                )
+            )
+        except DBAPIError:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = create_engine(make_url(admin_url).set(database=name))
     try:
         metadata.create_all(engine)
@@ -84,6 +93,19 @@ def test_object_equality_with_keys_no_json_path_can_name(engine: Engine) -> None
     literal = {"": True, "é": "z", 'k"q': [1.0, {"x": None}], "a.b": 1.0}
     assert select_ids(engine, docs, parse_filter({"m": literal})) == {"same"}
     assert select_ids(engine, docs, parse_filter({"m": {"$ne": literal}})) == {"other"}
+
+
+def test_strings_never_match_the_json_text_of_containers(engine: Engine) -> None:
+    docs = {"doc": {"m": ["a"], "n": {"k": 1}, "t": True}}
+    for raw in (
+        {"m": '["a"]'},
+        {"n": '{"k":1}'},
+        {"n": {"$gte": "{"}},
+        {"n": {"$regex": "k"}},
+        {"t": {"$in": [1, "1", "true"]}},
+    ):
+        assert select_ids(engine, docs, parse_filter(raw)) == set(), raw
+    assert select_ids(engine, docs, parse_filter({"m": "a", "n.k": 1.0, "t": True})) == {"doc"}
 
 
 def test_the_deepest_filters_run(engine: Engine) -> None:
