@@ -145,21 +145,30 @@ async def bench_ws(
     return await drive(call, total, concurrency)
 
 
-def register_tools(base: str) -> None:
+def register_tools(data_dir: str) -> None:
+    """Register the two benchmark tools the operator's way (trust is never granted over
+    REST): ``toolrun register`` on the server's data directory, before it starts."""
+    specs = []
     for name, isolation in ((INLINE, "inline"), (PROCESS, "process")):
-        spec = {
-            "name": name,
-            "input_schema": {
-                "type": "object",
-                "properties": {"value": {"type": "integer"}},
-                "required": ["value"],
-            },
-            "runtime": {"kind": "python", "target": "toolrun.demo.functions:increment"},
-            "policy": {"isolation": isolation},
-        }
-        reply = httpx.post(f"{base}/tool", json=spec)
-        if reply.status_code not in (201, 409):
-            raise RuntimeError(reply.text)
+        specs.append(
+            {
+                "name": name,
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"value": {"type": "integer"}},
+                    "required": ["value"],
+                },
+                "runtime": {"kind": "python", "target": "toolrun.demo.functions:increment"},
+                "policy": {"isolation": isolation},
+            }
+        )
+    path = Path(data_dir) / "bench-tools.json"
+    path.write_text(json.dumps(specs))
+    subprocess.run(
+        [sys.executable, "-m", "toolrun.cli.main", "register", str(path), "--data-dir", data_dir],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def print_table(results: list[Result], floors: dict[tuple[str, int], Result]) -> None:
@@ -211,12 +220,12 @@ def main(*, quick: bool = False) -> None:
             "--log-level",
             "warning",
         ]
+        register_tools(data)
         with (
             process(floor_cmd, f"http://127.0.0.1:{floor_port}/docs"),
             process(toolrun_cmd, f"http://127.0.0.1:{port}/health", env={"TOOLRUN_WORKERS": "2"}),
         ):
             base = f"http://127.0.0.1:{port}"
-            register_tools(base)
             floor_url, ws = f"http://127.0.0.1:{floor_port}", f"ws://127.0.0.1:{port}/tool"
             rows = [  # (kind, label, REST url or WebSocket url, tool id)
                 ("rest", "rest floor (bare FastAPI)", f"{floor_url}/floor", ""),

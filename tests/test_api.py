@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from toolrun.config import Settings
 from toolrun.demo.catalog import BINARY_INCREMENT
+from toolrun.registry.tool import Tool
 from toolrun.server.app import create_app
 
 
@@ -291,7 +292,7 @@ def test_inline_jobs_are_readable_at_once(client: TestClient) -> None:
         "runtime": {"kind": "python", "target": "toolrun.demo.functions:increment"},
         "policy": {"isolation": "inline"},
     }
-    assert client.post("/tool", json=spec).status_code == 201
+    client.app.state.platform.tools.create(Tool.model_validate(spec))  # the operator's way
     for value in range(20):
         reply = client.post("/tools/fast/invoke", json={"value": value})
         job = client.get(f"/jobs/{reply.headers['X-Toolrun-Job']}").json()
@@ -329,3 +330,41 @@ def test_hostile_tools_fail_their_own_job_and_the_server_keeps_serving(
         assert "timed out after 0.5s" in spun.json()["content"][0]["text"]
         healthy = client.post("/tools/increment/invoke", json={"value": 1})
         assert healthy.json()["structuredContent"] == {"result": 2}
+
+
+def test_trust_cannot_be_granted_remotely(client: TestClient) -> None:
+    pwn = {
+        "tool_id": "pwn",
+        "tool_metadata": {
+            "runtime": {"kind": "python", "target": "os:getpid"},
+            "isolation": "inline",
+        },
+    }
+    assert_error(client.post("/tool", json=pwn), 403, "not_permitted", "inline", "operator")
+    assert_error(client.get("/tool/pwn"), 404, "tool_not_found")
+    safe = {
+        "tool_id": "p2",
+        "tool_metadata": {"runtime": {"kind": "python", "target": "os:getpid"}},
+    }
+    assert client.post("/tool", json=safe).status_code == 201
+    promote = {"tool_metadata": {"isolation": "inline"}}
+    assert_error(client.put("/tool/p2", json=promote), 403, "not_permitted", "inline")
+    folder = {"tool_metadata": {"source_folder": "/tmp"}}
+    assert_error(client.put("/tool/p2", json=folder), 403, "not_permitted", "source_folder")
+    assert (
+        client.get("/tool/p2", params={"format": "toolrun"}).json()["policy"]["isolation"]
+        == "process"
+    )
+
+
+def test_a_trusted_tool_keeps_its_runtime(client: TestClient) -> None:
+    trusted = Tool(
+        name="fast",
+        runtime={"kind": "python", "target": "toolrun.demo.functions:increment"},
+        policy={"isolation": "inline"},
+    )
+    client.app.state.platform.tools.create(trusted)
+    hijack = {"tool_metadata": {"runtime": {"kind": "python", "target": "os:system"}}}
+    assert_error(client.put("/tool/fast", json=hijack), 403, "not_permitted", "trusted")
+    described = client.put("/tool/fast", json={"tool_description": "still fine"})
+    assert described.status_code == 200 and described.json()["tool_description"] == "still fine"

@@ -79,3 +79,82 @@ async def test_an_update_takes_effect_at_once(platform: Platform) -> None:
     platform.tools.update("add", {"default_params": {"b": 100}})
     second = await platform.executor.invoke("add", {"a": 1})
     assert second.result is not None and second.result.structured == {"result": 101}
+
+
+async def test_a_result_the_store_cannot_keep_fails_the_job_and_answers(platform: Platform) -> None:
+    nul = Tool(name="nul", runtime={"kind": "command", "command": ["printf", '"a\\\\u0000b"']})
+    platform.tools.create(nul)
+    with anyio.fail_after(20):
+        job = await platform.executor.invoke("nul", {})
+    assert job.status == JobStatus.FAILED and job.error is not None and "U+0000" in job.error
+    assert platform.jobs.get(job.id).status == JobStatus.FAILED
+
+
+async def test_arguments_with_nul_are_refused_before_queueing(platform: Platform) -> None:
+    from toolrun.errors import ArgumentsInvalid
+
+    with pytest.raises(ArgumentsInvalid, match="U\\+0000"):
+        await platform.executor.submit("add", {"a": 1, "b": 2, "c": "x\x00"})
+
+
+async def test_recorder_flush_returns_under_steady_load() -> None:
+    from toolrun.execution.jobs import Job
+    from toolrun.execution.recorder import JobRecorder
+
+    written: list[str] = []
+
+    async def write(batch: list[Job]) -> None:
+        await anyio.sleep(0.002)
+        written.extend(job.id for job in batch)
+
+    recorder = JobRecorder(write, window_s=0.001)
+    stop = anyio.Event()
+
+    async def produce() -> None:
+        while not stop.is_set():
+            recorder.record(Job(tool_id="t", arguments={}))
+            await anyio.sleep(0.0005)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(produce)
+        await anyio.sleep(0.02)
+        first = Job(tool_id="t", arguments={})
+        recorder.record(first)
+        with anyio.fail_after(5):
+            await recorder.flush()
+        assert first.id in written
+        stop.set()
+
+
+async def test_recorder_keeps_the_good_records_of_a_failing_batch() -> None:
+    from toolrun.execution.jobs import Job
+    from toolrun.execution.recorder import JobRecorder
+
+    written: list[str] = []
+    bad = Job(tool_id="bad", arguments={})
+
+    async def write(batch: list[Job]) -> None:
+        if any(job.id == bad.id for job in batch):
+            raise ValueError("cannot store this one")
+        written.extend(job.id for job in batch)
+
+    recorder = JobRecorder(write)
+    good = [Job(tool_id="t", arguments={}) for _ in range(3)]
+    for job in [good[0], bad, *good[1:]]:
+        recorder.record(job)
+    await recorder.flush()
+    assert written == [job.id for job in good]
+    assert recorder.unwritten(bad.id) is None
+
+
+def test_tool_cache_ignores_a_read_that_raced_a_write() -> None:
+    from toolrun.execution.tool_cache import ToolCache
+
+    cache = ToolCache(ttl_s=60)
+    old = Tool(name="t", description="old")
+    generation = cache.generation  # a read starts ...
+    cache.clear("t")  # ... a write lands and clears the cache ...
+    cache.put("t", old, generation)  # ... and the read finishes with what it saw
+    assert cache.get("t") is None
+    cache.put("t", old, cache.generation)
+    assert cache.get("t") is old

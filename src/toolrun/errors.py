@@ -8,6 +8,8 @@
     │   ├── ToolNotFound               no tool answers to that id or reference             (404)
     │   ├── ToolAlreadyExists          creating an id that is taken                        (409)
     │   ├── QueryError                 a malformed Mongo-style filter                      (400)
+    │   ├── NotPermitted               a change only the operator may make (trust, ...)     (403)
+    │   ├── ConcurrentUpdate           the tool changed between read and write             (409)
     │   └── NotFound                   any other missing record (a job, ...)               (404)
     ├── CallError                      failures the model/caller should be told about      (4xx)
     │   ├── ArgumentsInvalid           arguments violating the input schema, every violation listed
@@ -67,6 +69,16 @@ class ToolAlreadyExists(DefinitionError):
 class QueryError(DefinitionError):
     status_code = 400
     type = "invalid_query"
+
+
+class NotPermitted(DefinitionError):
+    status_code = 403
+    type = "not_permitted"
+
+
+class ConcurrentUpdate(DefinitionError):
+    status_code = 409
+    type = "concurrent_update"
 
 
 class NotFound(DefinitionError):

@@ -5,6 +5,10 @@ loses none: :meth:`LocalExecutor.start` marks jobs left ``running`` as failed (i
 queues the ``queued`` ones again. Tool code runs wherever the tool's runtime and isolation say
 (:class:`~toolrun.execution.runner.ToolRunner`): worker processes by default, the API process
 only for trusted (``isolation="inline"``) tools.
+
+Two rules keep waiters from hanging: a cancellation reaches only the *call* (the inner task
+running the tool), never the bookkeeping around it; and whatever happens while storing a
+finished job, its waiters are told.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from toolrun.config import Settings
-from toolrun.errors import JobAlreadyFinished, NotExecutable, QueueFull, ToolrunError
+from toolrun.errors import (
+    ArgumentsInvalid,
+    JobAlreadyFinished,
+    NotExecutable,
+    QueueFull,
+    ToolrunError,
+)
 from toolrun.execution.base import Executor
 from toolrun.execution.jobs import Job, JobStatus, utcnow
 from toolrun.execution.recorder import JobRecorder
@@ -36,6 +46,17 @@ SHUTDOWN_GRACE_S = 5.0
 
 def is_timeout(response: Response) -> bool:
     return response.is_error and response.text.startswith("timed out")
+
+
+def find_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 anywhere (PostgreSQL cannot store it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(find_nul(k) or find_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(find_nul(v) for v in value)
+    return False
 
 
 class LocalExecutor(Executor):
@@ -62,8 +83,10 @@ class LocalExecutor(Executor):
         self._queue: asyncio.Queue[tuple[Job, Tool | None]] | None = None
         self._reserved = 0
         self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
-        self._running: dict[str, asyncio.Task[None]] = {}
-        self._cancelled: set[str] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}  # job id -> its bookkeeping task
+        self._calls: dict[str, asyncio.Task[Response]] = {}  # job id -> the call itself
+        self._cancel_requested: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._dispatchers: list[asyncio.Task[None]] = []
         self._closing = False
         self._tool_cache = ToolCache(settings.tool_cache_ttl_s)
@@ -79,20 +102,27 @@ class LocalExecutor(Executor):
         self._queue = asyncio.Queue(maxsize=self.settings.queue_size)
         await self.runner.start()
         recovered = await self._db_call(self.jobs.recover)
-        for job in recovered[: self.settings.queue_size]:
-            self._queue.put_nowait((job, None))
         if recovered:
-            log.info("re-queued %d job(s) left queued by the previous run", len(recovered))
+            log.info("re-queueing %d job(s) left queued by the previous run", len(recovered))
+            # put() waits for room: every recovered job is queued, however many there are.
+            feeder = asyncio.create_task(self._feed(recovered), name="toolrun-recovery")
+            self._background.add(feeder)
+            feeder.add_done_callback(self._background.discard)
         self._dispatchers = [
             asyncio.create_task(self._dispatch(), name=f"toolrun-dispatch-{i}")
             for i in range(self.concurrency)
         ]
 
+    async def _feed(self, jobs: list[Job]) -> None:
+        queue = self._require_queue()
+        for job in jobs:
+            await queue.put((job, None))
+
     async def close(self) -> None:
         self._closing = True
-        for task in self._dispatchers:
+        for task in [*self._dispatchers, *self._background]:
             task.cancel()
-        await asyncio.gather(*self._dispatchers, return_exceptions=True)
+        await asyncio.gather(*self._dispatchers, *self._background, return_exceptions=True)
         running = list(self._running.values())
         if running:
             _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
@@ -109,22 +139,23 @@ class LocalExecutor(Executor):
         self, tool_ref: str, arguments: dict[str, Any] | None
     ) -> tuple[Tool, dict[str, Any]]:
         """Resolve the tool, merge its default params under the arguments and validate them."""
+        generation = self._tool_cache.generation
         tool = self._tool_cache.get(tool_ref)
         if tool is None:
             tool = await self._db_call(self.tools.get, tool_ref)
-            self._tool_cache.put(tool_ref, tool)
+            self._tool_cache.put(tool_ref, tool, generation)
         if tool.runtime is None:
             raise NotExecutable(
                 f"tool {tool.id!r} has no runtime, so it cannot be called; "
                 "give it one (python, command or http) with PUT /tool/{id}"
             )
         merged = {**tool.default_params, **(arguments or {})}
+        if find_nul(merged):
+            raise ArgumentsInvalid(
+                "arguments may not contain the character U+0000 (the job store cannot keep it)"
+            )
         self.validator.validate(tool, merged)
         return tool, merged
-
-    def timeout_for(self, tool: Tool) -> float:
-        wanted = tool.policy.timeout_s or self.settings.default_timeout_s
-        return min(wanted, self.settings.max_timeout_s)
 
     async def submit(self, tool_ref: str, arguments: dict[str, Any] | None = None) -> Job:
         tool, merged = await self.prepare(tool_ref, arguments)
@@ -134,19 +165,29 @@ class LocalExecutor(Executor):
         self, tool: Tool, arguments: dict[str, Any], waiter: asyncio.Future[Job] | None = None
     ) -> Job:
         """Persist a queued job and hand it to the dispatchers; ``waiter`` (if given) is
-        resolved with the finished job."""
+        resolved with the finished job. Once the write starts, the job is queued even if the
+        caller goes away (a persisted job that no dispatcher ever sees would be lost)."""
         queue = self._require_queue()
         if queue.qsize() + self._reserved >= self.settings.queue_size:
             raise QueueFull(f"the job queue is full ({self.settings.queue_size} jobs); retry later")
-        self._reserved += 1
-        try:
-            job = Job(tool_id=tool.id, arguments=arguments, timeout_s=self.timeout_for(tool))
-            await self._db_call(self.jobs.add, job)
-        finally:
-            self._reserved -= 1
+        job = Job(
+            tool_id=tool.id, arguments=arguments, timeout_s=self.runner.timeout_for(tool, None)
+        )
         if waiter is not None:
             self._waiters.setdefault(job.id, []).append(waiter)
-        queue.put_nowait((job, tool))
+
+        async def persist_and_queue() -> None:
+            self._reserved += 1
+            try:
+                await self._db_call(self.jobs.add, job)
+            except BaseException:
+                self._waiters.pop(job.id, None)
+                raise
+            finally:
+                self._reserved -= 1
+            queue.put_nowait((job, tool))
+
+        await asyncio.shield(persist_and_queue())
         return job
 
     async def invoke(self, tool_ref: str, arguments: dict[str, Any] | None = None) -> Job:
@@ -165,12 +206,16 @@ class LocalExecutor(Executor):
         started = Job(
             tool_id=tool.id,
             arguments=arguments,
-            timeout_s=self.timeout_for(tool),
+            timeout_s=self.runner.timeout_for(tool, None),
             status=JobStatus.RUNNING,
             started_at=utcnow(),
             attempts=1,
         )
-        final = await self._execute(started, tool)
+        try:
+            final = await self._execute(started, tool)
+        except asyncio.CancelledError:  # the caller went away: the call was stopped
+            self._recorder.record(self._ended(started, JobStatus.CANCELLED, CANCELLED))
+            raise
         self._recorder.record(final)
         return final
 
@@ -186,57 +231,78 @@ class LocalExecutor(Executor):
         while True:
             job, tool = await queue.get()
             try:
-                if job.id in self._cancelled:
-                    self._cancelled.discard(job.id)
-                    continue
                 task = asyncio.create_task(self._run(job, tool), name=f"toolrun-job-{job.id}")
                 self._running[job.id] = task
-                # wait() does not raise when the job's task is cancelled, only when we are.
+                # wait() does not raise when the job's task ends badly, only when we are cancelled.
                 await asyncio.wait({task})
             finally:
                 queue.task_done()
 
     async def _run(self, job: Job, tool: Tool | None) -> None:
+        """One queued job, from ``queued`` to a final status that is stored and announced."""
+        current = job
         try:
             started = job.evolve(
                 status=JobStatus.RUNNING, started_at=utcnow(), attempts=job.attempts + 1
             )
             if not await self._db_call(self.jobs.save_if, started, JobStatus.QUEUED):
                 return  # cancelled while queued
-            if tool is None:
-                try:
-                    tool = await self._db_call(self.tools.get, job.tool_id)
-                except ToolrunError as exc:
-                    await self._store_final(self._failed(started, exc.message))
-                    return
+            current = started
+            if tool is None:  # recovered after a restart: read the tool now
+                tool = await self._db_call(self.tools.get, job.tool_id)
             final = await self._execute(started, tool)
-            await self._store_final(final)
+        except asyncio.CancelledError:  # only at shutdown: the call was stopped
+            if current.status == JobStatus.RUNNING:
+                interrupted = self._ended(current, JobStatus.FAILED, INTERRUPTED)
+                await asyncio.shield(self._finish(interrupted))
+            raise
+        except ToolrunError as exc:  # e.g. the tool was deleted before a recovered job ran
+            final = self._ended(current, JobStatus.FAILED, exc.message)
+        except Exception as exc:  # a bug or a store failure: fail the job, keep serving
+            log.exception("job %s failed outside its tool", job.id)
+            final = self._ended(current, JobStatus.FAILED, f"internal error: {type(exc).__name__}")
         finally:
             self._running.pop(job.id, None)
+        await self._finish(final)
 
     async def _execute(self, started: Job, tool: Tool) -> Job:
-        """Run one started job's call; never raises except for our own cancellation."""
-        timeout = started.timeout_s or self.settings.default_timeout_s
+        """Run one started job's call in an inner task (the one :meth:`cancel` stops) and
+        turn its outcome into the finished job. Raises only if *we* are cancelled."""
+        if started.id in self._cancel_requested:
+            self._cancel_requested.discard(started.id)
+            return self._ended(started, JobStatus.CANCELLED, CANCELLED)
+        timeout = started.timeout_s or self.runner.timeout_for(tool, None)
+        call = asyncio.create_task(self.runner.run(tool, started.arguments, timeout))
+        self._calls[started.id] = call
         try:
-            response = await self.runner.run(tool, started.arguments, timeout)
+            await asyncio.wait({call})
         except asyncio.CancelledError:
-            message = INTERRUPTED if self._closing else CANCELLED
-            status = JobStatus.FAILED if self._closing else JobStatus.CANCELLED
-            final = started.evolve(
-                status=status, finished_at=utcnow(), error=message, result=Response.error(message)
-            )
-            await asyncio.shield(self._store_final(final))
+            call.cancel()
+            await asyncio.wait({call})
             raise
-        except ToolrunError as exc:
-            return self._failed(started, exc.message)
-        except Exception as exc:  # a bug in a runner: the job fails, the server keeps serving
-            log.exception("runner failed on job %s", started.id)
-            return self._failed(started, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._calls.pop(started.id, None)
+        if call.cancelled():
+            return self._ended(started, JobStatus.CANCELLED, CANCELLED)
+        error = call.exception()
+        if isinstance(error, ToolrunError):
+            return self._ended(started, JobStatus.FAILED, error.message)
+        if error is not None:  # a bug in a runner: the job fails, the server keeps serving
+            log.error("runner failed on job %s", started.id, exc_info=error)
+            return self._ended(
+                started, JobStatus.FAILED, f"internal error: {type(error).__name__}: {error}"
+            )
+        response = call.result()
         if not response.is_error:
             status = JobStatus.SUCCEEDED
         elif is_timeout(response):
             status = JobStatus.TIMED_OUT
         else:
+            status = JobStatus.FAILED
+        if find_nul(response.to_dict()):
+            response = Response.error(
+                "the tool's result held the character U+0000, which the job store cannot keep"
+            )
             status = JobStatus.FAILED
         return started.evolve(
             status=status,
@@ -246,17 +312,26 @@ class LocalExecutor(Executor):
         )
 
     @staticmethod
-    def _failed(job: Job, message: str) -> Job:
+    def _ended(job: Job, status: JobStatus, message: str) -> Job:
         return job.evolve(
-            status=JobStatus.FAILED,
-            error=message,
-            result=Response.error(message),
-            finished_at=utcnow(),
+            status=status, error=message, result=Response.error(message), finished_at=utcnow()
         )
 
-    async def _store_final(self, job: Job) -> None:
-        await self._db_call(self.jobs.save, job)
-        self._notify(job)
+    async def _finish(self, job: Job) -> None:
+        """Store a finished job and tell its waiters, whatever the store says."""
+        try:
+            await self._db_call(self.jobs.save, job)
+        except Exception as exc:
+            log.exception("could not store the result of job %s", job.id)
+            job = self._ended(
+                job, JobStatus.FAILED, f"the result could not be stored: {type(exc).__name__}"
+            )
+            try:
+                await self._db_call(self.jobs.save, job)
+            except Exception:
+                log.exception("could not store job %s as failed either", job.id)
+        finally:
+            self._notify(job)
 
     def _notify(self, job: Job) -> None:
         for future in self._waiters.pop(job.id, []):
@@ -300,20 +375,17 @@ class LocalExecutor(Executor):
     async def cancel(self, job_id: str) -> Job:
         job = await self.get(job_id)
         if job.status == JobStatus.QUEUED:
-            cancelled = job.evolve(
-                status=JobStatus.CANCELLED,
-                finished_at=utcnow(),
-                error=CANCELLED,
-                result=Response.error(CANCELLED),
-            )
+            cancelled = self._ended(job, JobStatus.CANCELLED, CANCELLED)
             if await self._db_call(self.jobs.save_if, cancelled, JobStatus.QUEUED):
-                self._cancelled.add(job_id)
-                self._notify(cancelled)
+                self._notify(cancelled)  # its dispatcher will find it no longer queued
                 return cancelled
             job = await self.get(job_id)  # it started meanwhile
-        task = self._running.get(job_id)
-        if job.status == JobStatus.RUNNING and task is not None:
-            task.cancel()
+        if job.status == JobStatus.RUNNING and job_id in self._running:
+            call = self._calls.get(job_id)
+            if call is not None:
+                call.cancel()
+            else:  # between "running" being stored and the call starting
+                self._cancel_requested.add(job_id)
             return await self.wait(job_id)
         if job.status.final:
             raise JobAlreadyFinished(f"job {job_id} has already ended ({job.status.value})")

@@ -2,9 +2,10 @@
 
 The trusted inline path answers first and records afterwards. Records are gathered for up to
 ``window_s`` (10 ms) and written in one ``executemany`` transaction: on a small machine a
-transaction per call competes with the event loop for the GIL, a batch hardly does.
-:meth:`JobRecorder.flush` waits for everything recorded so far (the executor calls it when it
-closes).
+transaction per call competes with the event loop for the GIL, a batch hardly does. A batch
+that fails is retried one record at a time, so one bad record loses only itself.
+:meth:`JobRecorder.flush` waits for the records made before it was called, not for a stream
+that never ends.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ class JobRecorder:
     ) -> None:
         self._write_batch = write_batch
         self.window_s = window_s
-        self._pending: list[Job] = []
+        self._pending: list[tuple[int, Job]] = []
         self._unwritten: dict[str, Job] = {}  # recorded, not yet committed (pending or in flight)
+        self._recorded = 0  # sequence number of the last record
+        self._done = 0  # every record up to this number has been written (or given up)
+        self._progress = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
     def unwritten(self, job_id: str) -> Job | None:
@@ -33,26 +37,43 @@ class JobRecorder:
         return self._unwritten.get(job_id)
 
     def record(self, job: Job) -> None:
+        self._recorded += 1
         self._unwritten[job.id] = job
-        self._pending.append(job)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="toolrun-job-recorder")
+        self._pending.append((self._recorded, job))
+        self._ensure_writer(gather=True)
 
-    async def _drain(self, gather: bool = True) -> None:
+    def _ensure_writer(self, *, gather: bool) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(gather), name="toolrun-job-recorder")
+
+    async def _drain(self, gather: bool) -> None:
         if gather:
             await asyncio.sleep(self.window_s)  # let a batch form
         while self._pending:
             batch, self._pending = self._pending, []
+            jobs = [job for _, job in batch]
             try:
-                await self._write_batch(batch)
+                await self._write_batch(jobs)
             except Exception:
-                log.exception("could not record %d finished job(s)", len(batch))
+                await self._write_one_by_one(jobs)
             finally:
-                for job in batch:
+                for job in jobs:
                     self._unwritten.pop(job.id, None)
+                self._done = batch[-1][0]
+                self._progress.set()
+                self._progress = asyncio.Event()
+
+    async def _write_one_by_one(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            try:
+                await self._write_batch([job])
+            except Exception:
+                log.exception("could not record finished job %s", job.id)
 
     async def flush(self) -> None:
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
-        if self._pending:
-            await self._drain(gather=False)
+        """Return once every record made before this call is written."""
+        target = self._recorded
+        while self._done < target:
+            progress = self._progress
+            self._ensure_writer(gather=False)
+            await progress.wait()

@@ -18,6 +18,9 @@ class ToolCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Tool]] = {}
+        # Bumped by every clear(): a read that began before a write must not store what it
+        # read after that write cleared the cache (it could be the old tool).
+        self.generation = 0
 
     def get(self, ref: str) -> Tool | None:
         entry = self._entries.get(ref)
@@ -29,8 +32,9 @@ class ToolCache:
             return None
         return tool
 
-    def put(self, ref: str, tool: Tool) -> None:
-        if self.ttl_s <= 0:
+    def put(self, ref: str, tool: Tool, generation: int) -> None:
+        """Store ``tool`` if no write has cleared the cache since ``generation`` was read."""
+        if self.ttl_s <= 0 or generation != self.generation:
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
@@ -38,4 +42,5 @@ class ToolCache:
 
     def clear(self, _tool_id: str | None = None) -> None:
         """Drop everything (a write may change what any reference resolves to)."""
+        self.generation += 1
         self._entries.clear()

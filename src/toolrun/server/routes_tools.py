@@ -18,10 +18,11 @@ from starlette.concurrency import run_in_threadpool
 from toolrun.errors import InvalidDefinition, ToolNotFound, UpstreamError
 from toolrun.platform import Platform
 from toolrun.registry.formats import openai_name, to_mcp, to_openai, to_seed, tool_from_any
-from toolrun.registry.ids import ToolRef, validate_name, validate_version
+from toolrun.registry.ids import ALIASES, ToolRef, validate_name, validate_version
 from toolrun.registry.tool import Tool
 from toolrun.server.deps import get_platform
 from toolrun.server.shapes import Family, parse_family_filter, update_changes
+from toolrun.server.trust import check_remote_write
 from toolrun.storage.tool_store import validation_message
 
 EXTERNAL_TIMEOUT_S = 10.0
@@ -86,8 +87,9 @@ def build_router(family: Family) -> APIRouter:
         body: dict[str, Any] = Body(openapi_examples={"seed": {"value": TOOL_EXAMPLE}}),
         platform: Platform = Depends(get_platform),
     ) -> dict[str, Any]:
-        tool = platform.tools.create(parse_tool(body))
-        return to_seed(tool, family)
+        tool = parse_tool(body)
+        check_remote_write(tool)
+        return to_seed(platform.tools.create(tool), family)
 
     @router.get(plural, summary=f"List every {family}")
     def list_all(
@@ -129,7 +131,9 @@ def build_router(family: Family) -> APIRouter:
         platform: Platform = Depends(get_platform),
     ) -> dict[str, Any]:
         current = platform.tools.get(tool_id)
-        tool = platform.tools.update(current.id, update_changes(body, current))
+        tool = platform.tools.update(
+            current.id, update_changes(body, current), check=check_remote_write
+        )
         return to_seed(tool, family)
 
     @router.delete(single + "/{tool_id}", summary=f"Delete a {family}")
@@ -145,6 +149,21 @@ def build_router(family: Family) -> APIRouter:
     ) -> dict[str, Any]:
         data = await fetch_external(platform, family, tool_id)
         tool = parse_tool(data)
+        wanted = ToolRef.parse(tool_id)
+        if tool.name != wanted.name or (
+            wanted.version
+            and wanted.version not in ALIASES
+            and tool.id != tool_id
+            and tool.version != wanted.version
+        ):
+            raise UpstreamError(
+                f"the external registry answered {tool_id!r} with a different tool, {tool.id!r}"
+            )
+        try:
+            current: Tool | None = await run_in_threadpool(platform.tools.get, tool.id)
+        except ToolNotFound:
+            current = None
+        check_remote_write(tool, current)
         stored = await run_in_threadpool(platform.tools.upsert, tool)
         response.headers["Location"] = f"{single}/{stored.id}"
         return to_seed(stored, family)

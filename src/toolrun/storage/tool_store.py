@@ -10,7 +10,13 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from toolrun.errors import InvalidDefinition, StoreError, ToolAlreadyExists, ToolNotFound
+from toolrun.errors import (
+    ConcurrentUpdate,
+    InvalidDefinition,
+    StoreError,
+    ToolAlreadyExists,
+    ToolNotFound,
+)
 from toolrun.registry.ids import ToolRef
 from toolrun.registry.tool import Tool
 from toolrun.storage.tables import tools
@@ -106,17 +112,26 @@ class ToolStore:
                 pass  # lost a race with another writer: fall through to replace
         return self._replace(tool)
 
-    def _replace(self, tool: Tool) -> Tool:
+    def _replace(self, tool: Tool, *, expected_updated_at: datetime | None = None) -> Tool:
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(tools)
-                .where(tools.c.id == tool.id)
-                .values(namespace=tool.namespace, doc=tool.to_document(), updated_at=now)
-            )
-            if result.rowcount == 0:
-                raise ToolNotFound(f"Tool not registered: {tool.id}")
-            row = conn.execute(select(tools).where(tools.c.id == tool.id)).one()
+        stmt = update(tools).where(tools.c.id == tool.id)
+        if expected_updated_at is not None:
+            stmt = stmt.where(tools.c.updated_at == expected_updated_at)
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    stmt.values(namespace=tool.namespace, doc=tool.to_document(), updated_at=now)
+                )
+                if result.rowcount == 0:
+                    exists = conn.execute(_GET, {"b_id": tool.id}).first() is not None
+                    if exists:
+                        raise ConcurrentUpdate(
+                            f"{tool.id} changed while this update was being made; read it and retry"
+                        )
+                    raise ToolNotFound(f"Tool not registered: {tool.id}")
+                row = conn.execute(select(tools).where(tools.c.id == tool.id)).one()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not store tool {tool.id!r}: {exc.__class__.__name__}") from exc
         self._changed(tool.id)
         return self._row_to_tool(row)
 
@@ -152,8 +167,17 @@ class ToolStore:
             raise ToolNotFound(f"Tool not registered: {ref}")
         return self._row_to_tool(row)
 
-    def update(self, ref: str, changes: Mapping[str, Any]) -> Tool:
-        """Apply a partial update (top-level fields replaced) and validate the result whole."""
+    def update(
+        self,
+        ref: str,
+        changes: Mapping[str, Any],
+        *,
+        check: Callable[[Tool, Tool], None] | None = None,
+    ) -> Tool:
+        """Apply a partial update (top-level fields replaced) and validate the result whole.
+
+        ``check(new, current)`` may veto it. The write is conditional on the tool not having
+        changed since it was read; a concurrent update is a :class:`ConcurrentUpdate` (409)."""
         bad = [f for f in IDENTITY_FIELDS if f in changes]
         current = self.get(ref)
         if any(changes[f] != getattr(current, f) for f in bad):
@@ -169,7 +193,9 @@ class ToolStore:
             raise InvalidDefinition(
                 f"update of {current.id!r} rejected: {validation_message(exc)}"
             ) from None
-        return self._replace(updated)
+        if check is not None:
+            check(updated, current)
+        return self._replace(updated, expected_updated_at=current.updated_at)
 
     def delete(self, ref: str) -> str:
         tool_id = self.resolve_id(ref)
