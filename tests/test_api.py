@@ -368,3 +368,32 @@ def test_a_trusted_tool_keeps_its_runtime(client: TestClient) -> None:
     assert_error(client.put("/tool/fast", json=hijack), 403, "not_permitted", "trusted")
     described = client.put("/tool/fast", json={"tool_description": "still fine"})
     assert described.status_code == 200 and described.json()["tool_description"] == "still fine"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tool_id": "x", "tool_description": "nul \u0000 inside"},
+        {"tool_id": "x:v1.0.0-" + "c" * 80},
+        {"tool_id": "x", "tool_metadata": {"namespace": "n" * 200}},
+        {"tool_id": "x", "tool_metadata": {"input_schema": {"$ref": "#/$defs/nope"}}},
+        {"tool_id": "x", "tool_metadata": {"input_schema": {"$ref": "https://example.invalid/s"}}},
+    ],
+)
+def test_values_the_store_cannot_keep_are_4xx(client: TestClient, body: dict[str, Any]) -> None:
+    reply = client.post("/tool", json=body)
+    assert 400 <= reply.status_code < 500, reply.text
+    assert_error(client.get("/tool/x"), 404, "tool_not_found")
+
+
+def test_nul_in_arguments_is_a_4xx_everywhere(client: TestClient) -> None:
+    assert_error(
+        client.post("/jobs", json={"tool_id": "weather_lookup", "input_data": {"city": "a\u0000"}}),
+        422,
+        "invalid_arguments",
+        "U+0000",
+    )
+    with client.websocket_connect("/tool") as ws:
+        ws.send_json({"tool_id": "weather_lookup", "input_data": {"city": "a\u0000"}})
+        answer = ws.receive_json()
+        assert answer["success"] is False and "U+0000" in answer["error"]

@@ -22,6 +22,7 @@ VERSION_PATTERN = r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([A-Za-z0-9][A
 _NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
 _VERSION_RE = re.compile(rf"^{VERSION_PATTERN}$")
 ALIASES = ("latest", "stable")
+MAX_VERSION_LENGTH = 64
 STABLE_CHANNELS = ("", "stable")
 
 
@@ -68,6 +69,8 @@ def validate_version(version: str | None) -> str | None:
     assert version is not None
     if version in ALIASES:
         raise InvalidDefinition(f"{version!r} is a reserved alias, not a version")
+    if len(version) > MAX_VERSION_LENGTH:
+        raise InvalidDefinition(f"version {version[:80]!r}... is longer than {MAX_VERSION_LENGTH}")
     Version.parse(version)
     return version
 

@@ -41,7 +41,7 @@ class Tool(BaseModel):
 
     name: str
     version: str | None = None
-    namespace: str | None = None
+    namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     input_schema: dict[str, Any] = Field(default_factory=lambda: dict(EMPTY_OBJECT_SCHEMA))
@@ -78,7 +78,18 @@ class Tool(BaseModel):
         except jsonschema.SchemaError as exc:
             path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
             raise ValueError(f"not a valid JSON Schema at {path}: {exc.message}") from None
+        _check_refs(value, value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = _find_nul(data, "")
+        if where is not None:
+            raise ValueError(
+                f"{where or 'a value'} holds the character U+0000, which cannot be stored"
+            )
+        return data
 
     @model_validator(mode="after")
     def _input_is_object(self) -> Tool:
@@ -118,3 +129,47 @@ class Tool(BaseModel):
     def from_document(cls, doc: dict[str, Any]) -> Tool:
         data = {k: v for k, v in doc.items() if k != "id"}
         return cls.model_validate(data)
+
+
+def _find_nul(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding U+0000, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return inner
+            found = _find_nul(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _find_nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _check_refs(node: Any, root: dict[str, Any]) -> None:
+    """Every ``$ref`` must point inside the schema itself and resolve: toolrun never fetches
+    remote schemas, and a dangling reference would only fail at call time."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if not ref.startswith("#"):
+                raise ValueError(f"$ref {ref!r} points outside the schema; use #/$defs/...")
+            target: Any = root
+            for part in [p for p in ref[1:].split("/") if p]:
+                key = part.replace("~1", "/").replace("~0", "~")
+                if isinstance(target, dict) and key in target:
+                    target = target[key]
+                elif isinstance(target, list) and key.isdigit() and int(key) < len(target):
+                    target = target[int(key)]
+                else:
+                    raise ValueError(f"$ref {ref!r} does not resolve inside the schema")
+        for item in node.values():
+            _check_refs(item, root)
+    elif isinstance(node, list):
+        for item in node:
+            _check_refs(item, root)
