@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -130,7 +131,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_kill_9_loses_no_job(tmp_path: Path) -> None:
     """Crash mid-job: the running job is marked failed (interrupted), queued jobs run after
     the restart, and nothing silently disappears."""
-    import os
     import signal
     import time
 
@@ -175,3 +175,16 @@ def test_kill_9_loses_no_job(tmp_path: Path) -> None:
             done = httpx.get(url, params={"wait_s": 30}, timeout=40).json()
             assert done["status"] == "succeeded", done
             assert done["output"] == {"result": i + 1}
+
+
+def test_worker_processes_do_not_inherit_the_servers_secrets(tmp_path: Path) -> None:
+    """Settings (secrets included) are read, then dropped from the environment before any
+    worker or the fork server starts: their raw environment blocks do not hold them."""
+    env = {"TOOLRUN_SECRETS__API_KEY": "s3cr3t-value", "PYTHONPATH": str(FIXTURES)}
+    target = "hostile_tools:environ_blocks_holding"
+    spec = {"name": "environ", "runtime": {"kind": "python", "target": target}}
+    with toolrun_server(tmp_path / "data", demo=False, env=env) as server:
+        assert httpx.post(f"{server.url}/tool", json=spec).status_code == 201
+        reply = httpx.post(f"{server.url}/tools/environ/invoke", json={"needle": "s3cr3t"})
+        assert reply.json()["isError"] is False, reply.text
+        assert reply.json()["structuredContent"] == {"result": []}

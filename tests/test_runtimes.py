@@ -334,7 +334,10 @@ def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
 
 @pytest.fixture
 async def web(tmp_path: Path) -> AsyncIterator[HttpRunner]:
-    runner = HttpRunner(Settings(data_dir=tmp_path, secrets={"api_key": SECRET}))
+    settings = Settings(
+        data_dir=tmp_path, secrets={"api_key": SECRET}, secret_hosts={"api_key": ["127.0.0.1"]}
+    )
+    runner = HttpRunner(settings)
     yield runner
     await runner.close()
 
@@ -385,6 +388,26 @@ async def test_credentials_are_sent_but_never_returned(
     failed = await web.run(http_tool(upstream.url + "/fail", method="GET", auth=auth), {}, 10)
     assert failed.is_error and failed.text.startswith("HTTP 500")
     assert SECRET not in failed.text and "upstream broke" in failed.text
+
+
+async def test_a_secret_goes_only_to_its_listed_hosts(
+    web: HttpRunner, upstream: Upstream, tmp_path: Path
+) -> None:
+    elsewhere = upstream.url.replace("127.0.0.1", "localhost")  # same server, unlisted host
+    tool = http_tool(elsewhere + "/echo", method="GET", auth={"secret": "api_key"})
+    response = await web.run(tool, {}, 10)
+    assert response.is_error and "TOOLRUN_SECRET_HOSTS__API_KEY" in response.text
+    assert "localhost" in response.text and SECRET not in response.text
+    assert upstream.requests == []
+    unbound = HttpRunner(Settings(data_dir=tmp_path, secrets={"api_key": SECRET}))
+    try:
+        refused = await unbound.run(
+            http_tool(upstream.url + "/echo", auth={"secret": "api_key"}), {}, 10
+        )
+    finally:
+        await unbound.close()
+    assert refused.is_error and "may not be sent" in refused.text
+    assert upstream.requests == []
 
 
 async def test_a_missing_secret_names_the_setting(web: HttpRunner, upstream: Upstream) -> None:

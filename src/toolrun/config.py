@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Credentials by name for http tools: TOOLRUN_SECRETS__NAME=value.",
     )
+    secret_hosts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Hosts each secret may be sent to (and no other): "
+        "TOOLRUN_SECRET_HOSTS__NAME='[\"api.example.com\"]'.",
+    )
     functions_dirs: list[Path] = Field(
         default_factory=list,
         description="Folders whose modules' public functions are registered (JSON list).",

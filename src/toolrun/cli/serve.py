@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
+import sys
 
 import uvicorn
 
@@ -29,8 +32,27 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def protect_process_secrets() -> None:
+    """Keep same-user tool code away from the server's settings (secrets, database URL).
+
+    Settings are read already, so ``TOOLRUN_*`` leaves the environment before any worker (or
+    the fork server) is started from it; and the process is made non-dumpable, which stops
+    another process of the same (non-root) user from reading ``/proc/<pid>/environ`` or its
+    memory. Neither stops code running as root: that takes the sandbox tier.
+    """
+    for key in [k for k in os.environ if k.upper().startswith("TOOLRUN_")]:
+        del os.environ[key]
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_dumpable = 4
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
+
+
 async def serve(settings: Settings, *, log_level: str = "info") -> None:
     """Serve until interrupted. Both ports answer every route (REST and WebSocket)."""
+    protect_process_secrets()
     sockets = [bind(settings.host, settings.port)]
     if settings.ws_port and settings.ws_port != settings.port:
         sockets.append(bind(settings.host, settings.ws_port))
@@ -38,6 +60,8 @@ async def serve(settings: Settings, *, log_level: str = "info") -> None:
         # The demo server is its own external registry, so seed 002's
         # `curl -X POST .../tool/register/binary-increment-tool` works out of the box.
         local = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        if ":" in local:
+            local = f"[{local}]"  # an IPv6 literal in a URL
         settings = settings.model_copy(
             update={"external_registry_url": f"http://{local}:{settings.port}"}
         )

@@ -138,7 +138,11 @@ def _watch_pool(sock: socket.socket) -> None:
 
 
 def _scrub_environment() -> None:
-    """Tool code must not read toolrun's own settings (secrets, database URL)."""
+    """Drop toolrun's own settings (secrets, database URL) from the tool's ``os.environ``.
+
+    Defence in depth only: ``toolrun serve`` also removes them before any worker starts
+    (:func:`toolrun.cli.serve.protect_process_secrets`). Code running as the same user can still
+    reach what that user can; containing hostile code is the sandbox tier's job."""
     for key in [k for k in os.environ if k.upper().startswith("TOOLRUN_")]:
         del os.environ[key]
 

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import json
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
@@ -116,6 +116,25 @@ class HttpRunner(RuntimeRunner):
             value = next((v for k, v in secrets.items() if k.lower() == name.lower()), None)
         return (value.get_secret_value() or None) if value is not None else None
 
+    def _host_refusal(self, name: str, url: str) -> str | None:
+        """Why the secret ``name`` may not go to ``url`` (None: it may).
+
+        A tool definition names a secret but must not choose where it is sent, or anyone who
+        can register a tool could send every credential to a host of their own: each secret
+        goes only to the hosts the operator lists in ``TOOLRUN_SECRET_HOSTS__<NAME>``."""
+        hosts = self.settings.secret_hosts
+        allowed = hosts.get(name)
+        if allowed is None:
+            allowed = next((v for k, v in hosts.items() if k.lower() == name.lower()), [])
+        host = (urlsplit(url).hostname or "").lower()
+        if host and host in {h.lower() for h in allowed}:
+            return None
+        env = f"TOOLRUN_SECRET_HOSTS__{name.upper()}"
+        return (
+            f"the secret {name!r} may not be sent to {host or url!r}: "
+            f"list the host in {env} (a JSON list, e.g. '[\"{host}\"]')"
+        )
+
     async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
         runtime = tool.runtime
         if not isinstance(runtime, HttpRuntime):
@@ -135,6 +154,9 @@ class HttpRunner(RuntimeRunner):
                 return Response.error(
                     f"tool {tool.id} needs the secret {runtime.auth.secret!r}: set {env}"
                 )
+            refusal = self._host_refusal(runtime.auth.secret, url)
+            if refusal is not None:
+                return Response.error(f"tool {tool.id}: {refusal}")
             secrets.append(secret)
             _apply_auth(runtime.auth, secret, headers, params)
         body: dict[str, Any] | None = rest
