@@ -397,3 +397,22 @@ def test_nul_in_arguments_is_a_4xx_everywhere(client: TestClient) -> None:
         ws.send_json({"tool_id": "weather_lookup", "input_data": {"city": "a\u0000"}})
         answer = ws.receive_json()
         assert answer["success"] is False and "U+0000" in answer["error"]
+
+
+def test_schema_patterns_run_in_linear_time(client: TestClient) -> None:
+    evil = {
+        "name": "evil",
+        "input_schema": {
+            "type": "object",
+            "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}},
+        },
+        "runtime": {"kind": "command", "command": ["cat"]},
+    }
+    assert client.post("/tool", json=evil).status_code == 201
+    # Backtracking would not finish this century (the per-test timeout would fail it).
+    reply = client.post("/tools/evil/invoke", json={"s": "a" * 5000 + "!"})
+    error = assert_error(reply, 422, "invalid_arguments")
+    assert [v["validator"] for v in error["detail"]["violations"]] == ["pattern"]
+    lookaround = {**evil, "name": "look"}
+    lookaround["input_schema"] = {"type": "object", "properties": {"s": {"pattern": "(?=a)b"}}}
+    assert_error(client.post("/tool", json=lookaround), 422, "invalid_definition", "pattern")

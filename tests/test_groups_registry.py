@@ -268,7 +268,7 @@ def test_registry_options_are_checked() -> None:
 
 
 @given(
-    namespace=st.text(min_size=1, max_size=100),
+    namespace=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=100),
     name=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}", fullmatch=True),
 )
 def test_every_exported_name_is_openai_safe(namespace: str, name: str) -> None:

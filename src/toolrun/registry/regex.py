@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
-__all__ = ["CompiledRegex", "RegexError", "compile_regex"]
+__all__ = ["CompiledRegex", "RegexError", "check_patterns", "compile_regex"]
 
 MAX_PATTERN_LENGTH = 512
 MAX_REGEX_STATES = 5000
@@ -538,3 +538,28 @@ def compile_regex(pattern: str, options: str = "") -> CompiledRegex:
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise RegexError(f"is longer than {MAX_PATTERN_LENGTH} characters")
     return CompiledRegex(_Parser(pattern, options).parse(), "m" in options)
+
+
+def check_patterns(node: Any, where: str = "") -> None:
+    """Raise ValueError naming the first ``pattern``/``patternProperties`` regex outside the
+    portable, linear-time subset (lookarounds, backreferences, ...)."""
+    if isinstance(node, dict):
+        patterns = []
+        if isinstance(node.get("pattern"), str):
+            patterns.append(node["pattern"])
+        if isinstance(node.get("patternProperties"), dict):
+            patterns.extend(node["patternProperties"])
+        for pattern in patterns:
+            try:
+                compile_regex(pattern)
+            except RegexError as exc:
+                raise ValueError(
+                    f"pattern {pattern!r} at {where or '(root)'} {exc}; "
+                    "toolrun runs schema patterns in a linear-time subset (no lookarounds or "
+                    "backreferences)"
+                ) from None
+        for key, value in node.items():
+            check_patterns(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            check_patterns(value, f"{where}/{index}")

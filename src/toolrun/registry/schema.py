@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, get_args
@@ -32,6 +32,7 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from toolrun.errors import ArgumentsInvalid, InvalidDefinition
+from toolrun.registry.regex import compile_regex
 from toolrun.response import AudioItem, BinaryItem, ImageItem, JsonItem, Response, TextItem
 
 _CONTENT_TYPES: tuple[type, ...] = (
@@ -284,6 +285,34 @@ def _is_datetime(value: object) -> bool:
     return not isinstance(value, str) or bool(datetime.fromisoformat(value))
 
 
+def _linear_pattern(
+    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """``pattern`` through toolrun's linear-time regex engine (:mod:`toolrun.registry.regex`):
+    jsonschema's default uses backtracking ``re``, where one hostile pattern in a registered
+    schema could stall the event loop that validates every call."""
+    if validator.is_type(instance, "string") and not compile_regex(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _linear_pattern_properties(
+    validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        compiled = compile_regex(pattern)
+        for key, value in instance.items():
+            if compiled.search(key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+ArgumentsValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    validators={"pattern": _linear_pattern, "patternProperties": _linear_pattern_properties},
+)
+
+
 _FORMATS = jsonschema.FormatChecker()
 if "date-time" not in _FORMATS.checkers:  # its checker needs the optional rfc3339-validator
     _FORMATS.checks("date-time", raises=ValueError)(_is_datetime)
@@ -291,19 +320,19 @@ if "date-time" not in _FORMATS.checkers:  # its checker needs the optional rfc33
 
 @functools.lru_cache(maxsize=512)
 def _cached_validator(key: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads(key), format_checker=_FORMATS)
+    return ArgumentsValidator(json.loads(key), format_checker=_FORMATS)
 
 
 def compile_validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
     """A validator for ``schema`` with toolrun's format checks, for callers that cache it."""
-    return jsonschema.Draft202012Validator(schema, format_checker=_FORMATS)
+    return ArgumentsValidator(schema, format_checker=_FORMATS)
 
 
 def _validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
     try:
         key = json.dumps(schema, sort_keys=True)
     except (TypeError, ValueError):
-        return jsonschema.Draft202012Validator(schema, format_checker=_FORMATS)
+        return ArgumentsValidator(schema, format_checker=_FORMATS)
     return _cached_validator(key)
 
 

@@ -14,6 +14,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from toolrun.registry.ids import make_id, validate_name, validate_version
+from toolrun.registry.regex import check_patterns
 from toolrun.registry.runtimes import Runtime
 
 EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
@@ -41,7 +42,7 @@ class Tool(BaseModel):
 
     name: str
     version: str | None = None
-    namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+    namespace: str | None = Field(default=None, max_length=128)
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     input_schema: dict[str, Any] = Field(default_factory=lambda: dict(EMPTY_OBJECT_SCHEMA))
@@ -79,6 +80,7 @@ class Tool(BaseModel):
             path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
             raise ValueError(f"not a valid JSON Schema at {path}: {exc.message}") from None
         _check_refs(value, value)
+        check_patterns(value)
         return value
 
     @model_validator(mode="before")
