@@ -72,7 +72,9 @@ def import_target(target: str, source_folder: str | None = None) -> Callable[...
 
 
 def load_callable(tool: Tool) -> Callable[..., Any]:
-    """The function behind a tool with a Python runtime (what a worker process calls)."""
+    """The function behind a tool with a Python runtime, for in-process use (the
+    :class:`~toolrun.registry.registry.Registry`); worker processes load targets with
+    :func:`toolrun.execution.worker.load_target`, which also binds JSON arguments."""
     if not isinstance(tool.runtime, PythonRuntime):
         raise NotExecutable(f"tool {tool.id!r} has no Python runtime")
     folder = tool.metadata.get(SOURCE_FOLDER)

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from toolrun.errors import InvalidDefinition
 from toolrun.execution.jobs import JobStatus
 from toolrun.platform import Platform
+from toolrun.response import Response
 from toolrun.server.deps import get_platform
 
 router = APIRouter(tags=["jobs"])
@@ -61,10 +61,10 @@ def _invoke_route(family: str) -> None:
         # The hot path: the platform straight from app state, no dependency to solve.
         platform: Platform = request.app.state.platform
         job = await platform.executor.invoke(tool_id, arguments or {})
-        if job.result is None:  # could not run at all (e.g. cancelled): say why
-            raise InvalidDefinition(job.error or f"job {job.id} ended {job.status.value}")
+        # Every finished job carries a Response; one that could not run says why in it.
+        result = job.result or Response.error(job.error or f"job ended {job.status.value}")
         return JSONResponse(
-            job.result.to_dict(),
+            result.to_dict(),
             headers={"X-Toolrun-Job": job.id, "X-Toolrun-Job-Status": job.status.value},
         )
 
