@@ -3,6 +3,7 @@ to a tool taking effect at once."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -81,13 +82,15 @@ async def test_an_update_takes_effect_at_once(platform: Platform) -> None:
     assert second.result is not None and second.result.structured == {"result": 101}
 
 
-async def test_a_result_the_store_cannot_keep_fails_the_job_and_answers(platform: Platform) -> None:
-    nul = Tool(name="nul", runtime={"kind": "command", "command": ["printf", '"a\\\\u0000b"']})
+async def test_a_result_holding_nul_is_answered_and_stored(platform: Platform) -> None:
+    emit = "import json; print(json.dumps('a' + chr(0) + 'b'))"
+    nul = Tool(name="nul", runtime={"kind": "command", "command": [sys.executable, "-c", emit]})
     platform.tools.create(nul)
     with anyio.fail_after(20):
         job = await platform.executor.invoke("nul", {})
-    assert job.status == JobStatus.FAILED and job.error is not None and "U+0000" in job.error
-    assert platform.jobs.get(job.id).status == JobStatus.FAILED
+    assert job.status == JobStatus.SUCCEEDED and job.result is not None
+    assert job.result.structured == {"result": "a\x00b"}
+    assert platform.jobs.get(job.id).status == JobStatus.SUCCEEDED
 
 
 async def test_arguments_with_nul_are_refused_before_queueing(platform: Platform) -> None:

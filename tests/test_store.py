@@ -183,3 +183,19 @@ def test_job_compare_and_set(jobs: JobStore) -> None:
     assert jobs.get(job.id).status == JobStatus.CANCELLED
     with pytest.raises(NotFound):
         jobs.get("no-such-job")
+
+
+def test_a_result_holding_nul_is_stored_on_both_backends(jobs: JobStore) -> None:
+    job = Job(
+        tool_id="t",
+        arguments={},
+        status=JobStatus.SUCCEEDED,
+        result=Response.from_value({"text": "a\x00b"}),
+        finished_at=utcnow(),
+    )
+    jobs.add(job)
+    stored = jobs.get(job.id)
+    assert stored.result is not None and stored.result.structured is not None
+    # PostgreSQL's JSONB cannot hold U+0000: its copy says U+FFFD; SQLite keeps it as it is.
+    expected = "a\ufffdb" if jobs.engine.dialect.name == "postgresql" else "a\x00b"
+    assert stored.result.structured == {"text": expected}

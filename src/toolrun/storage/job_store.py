@@ -58,11 +58,24 @@ def _store_errors(action: str) -> Iterator[None]:
         raise StoreError(f"could not {action}: {type(exc).__name__}") from exc
 
 
+def _without_nul(value: Any) -> Any:
+    """A copy with U+0000 replaced by U+FFFD (PostgreSQL's JSONB cannot hold U+0000)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 class JobStore:
     """Jobs in the ``jobs`` table."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # A tool may return U+0000; PostgreSQL cannot store it, so its stored copy says U+FFFD.
+        self._storable = _without_nul if engine.dialect.name == "postgresql" else None
 
     def add(self, job: Job) -> None:
         with _store_errors(f"store job {job.id}"), self.engine.begin() as conn:
@@ -86,8 +99,15 @@ class JobStore:
             result = conn.execute(_UPDATE_IF, params)
         return bool(result.rowcount)
 
+    def _values(self, job: Job) -> dict[str, Any]:
+        values = self._raw_values(job)
+        if self._storable is not None:
+            values["result"] = self._storable(values["result"])
+            values["error"] = self._storable(values["error"])
+        return values
+
     @staticmethod
-    def _values(job: Job) -> dict[str, Any]:
+    def _raw_values(job: Job) -> dict[str, Any]:
         return {
             "tool_id": job.tool_id,
             "arguments": job.arguments,
