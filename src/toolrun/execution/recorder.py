@@ -47,9 +47,15 @@ class JobRecorder:
             self._writer = asyncio.create_task(self._drain(gather), name="toolrun-job-recorder")
 
     async def _drain(self, gather: bool) -> None:
-        if gather:
-            await asyncio.sleep(self.window_s)  # let a batch form
-        while self._pending:
+        """Write batches until nothing is pending. Every batch first waits out the window
+        (unless a flush asked for speed): without it, under steady load each write would
+        carry the one or two records that arrived during the previous write."""
+        while True:
+            if gather:
+                await asyncio.sleep(self.window_s)  # let a batch form
+            gather = True
+            if not self._pending:
+                return
             batch, self._pending = self._pending, []
             jobs = [job for _, job in batch]
             try:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from toolrun.errors import NotExecutable
 from toolrun.execution.pool import WorkerPool
 from toolrun.execution.runtimes.base import RuntimeRunner
+from toolrun.execution.runtimes.thread_hop import ThreadHop
 from toolrun.execution.worker import exception_response, load_error, load_target
 from toolrun.registry.discovery import SOURCE_FOLDER, mount_folder
 from toolrun.registry.runtimes import PythonRuntime
@@ -59,13 +58,10 @@ class InlinePythonRunner(RuntimeRunner):
 
     def __init__(self, max_threads: int = 8) -> None:
         self._cache: dict[str, Callable[..., Any]] = {}
-        self._max_threads = max_threads
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads = ThreadHop(max_threads, "toolrun-inline")
 
     async def close(self) -> None:
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._threads = None
+        self._threads.close()
 
     async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
         target = python_target(tool)
@@ -98,8 +94,6 @@ class InlinePythonRunner(RuntimeRunner):
             result = await result
         return result
 
-    async def _in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(self._max_threads, "toolrun-inline")
-        call = functools.partial(func, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+    async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
+        result: T = await self._threads.run(func, *args)
+        return result
