@@ -416,3 +416,22 @@ def test_schema_patterns_run_in_linear_time(client: TestClient) -> None:
     lookaround = {**evil, "name": "look"}
     lookaround["input_schema"] = {"type": "object", "properties": {"s": {"pattern": "(?=a)b"}}}
     assert_error(client.post("/tool", json=lookaround), 422, "invalid_definition", "pattern")
+
+
+@pytest.mark.parametrize(
+    ("ref", "tool_id", "ok"),
+    [
+        ("weather_lookup", "weather_lookup:v1.0.0-stable", True),
+        ("weather_lookup:latest", "weather_lookup:v2.0.0-beta", True),
+        ("weather_lookup:v1.0.0", "weather_lookup:v1.0.0-stable", True),
+        ("weather_lookup:v1.0.0", "weather_lookup:v1.0.0-beta", False),
+        ("weather_lookup:v1.0.0-stable", "weather_lookup:v2.0.0", False),
+        ("weather_lookup", "other_tool", False),
+    ],
+)
+def test_an_external_answer_must_be_the_tool_asked_for(ref: str, tool_id: str, ok: bool) -> None:
+    from toolrun.registry.ids import ToolRef
+    from toolrun.server.routes_tools import answers
+
+    name, _, version = tool_id.partition(":")
+    assert answers(ToolRef.parse(ref), Tool(name=name, version=version or None)) is ok

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from toolrun.errors import InvalidDefinition, ToolNotFound, UpstreamError
 from toolrun.platform import Platform
 from toolrun.registry.formats import openai_name, to_mcp, to_openai, to_seed, tool_from_any
-from toolrun.registry.ids import ALIASES, ToolRef, validate_name, validate_version
+from toolrun.registry.ids import ALIASES, ToolRef, Version, validate_name, validate_version
 from toolrun.registry.tool import Tool
 from toolrun.server.deps import get_platform
 from toolrun.server.shapes import Family, parse_family_filter, update_changes
@@ -76,6 +76,20 @@ def render(tool: Tool, family: Family, fmt: ExportFormat = "seed") -> dict[str, 
 FORMAT_QUERY = Query(
     "seed", alias="format", description="seed (default), openai (tools[] entries), mcp, toolrun"
 )
+
+
+def answers(wanted: ToolRef, tool: Tool) -> bool:
+    """Whether ``tool`` is what the reference asked for: same name and, for an exact version,
+    that version (``v1.0.0`` is answered by ``v1.0.0-stable``, as references resolve)."""
+    if tool.name != wanted.name:
+        return False
+    if wanted.version is None or wanted.version in ALIASES or tool.version == wanted.version:
+        return True
+    try:
+        asked, got = Version.parse(wanted.version), Version.parse(tool.version or "")
+    except InvalidDefinition:
+        return False
+    return not asked.channel and got.stable and got.number == asked.number
 
 
 def build_router(family: Family) -> APIRouter:
@@ -149,13 +163,7 @@ def build_router(family: Family) -> APIRouter:
     ) -> dict[str, Any]:
         data = await fetch_external(platform, family, tool_id)
         tool = parse_tool(data)
-        wanted = ToolRef.parse(tool_id)
-        if tool.name != wanted.name or (
-            wanted.version
-            and wanted.version not in ALIASES
-            and tool.id != tool_id
-            and tool.version != wanted.version
-        ):
+        if not answers(ToolRef.parse(tool_id), tool):
             raise UpstreamError(
                 f"the external registry answered {tool_id!r} with a different tool, {tool.id!r}"
             )
