@@ -136,7 +136,7 @@ def test_kill_9_loses_no_job(tmp_path: Path) -> None:
 
     data = tmp_path / "data"
     started, release = tmp_path / "started", tmp_path / "release"
-    env = {"TOOLRUN_WORKERS": "1", "TOOLRUN_CONCURRENCY": "1", "PYTHONPATH": str(FIXTURES)}
+    env = {"TOOLRUN_WORKERS": "1", "PYTHONPATH": str(FIXTURES)}  # 8 dispatchers, 1 worker
     tools = [
         {"name": "blocker", "runtime": {"kind": "python", "target": "hostile_tools:block_until"}},
         {"name": "adder", "runtime": {"kind": "python", "target": "hostile_tools:add"}},

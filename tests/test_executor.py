@@ -161,3 +161,34 @@ def test_tool_cache_ignores_a_read_that_raced_a_write() -> None:
     assert cache.get("t") is None
     cache.put("t", old, cache.generation)
     assert cache.get("t") is old
+
+
+async def test_a_job_waiting_for_a_worker_is_queued_and_cancellable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one worker busy, the next Python job waits *queued* (not running); cancelling it
+    means it never runs, and the busy one finishes normally."""
+    monkeypatch.syspath_prepend(str(FIXTURES))  # workers import hostile_tools from there
+    settings = Settings(data_dir=tmp_path / "data", workers=1, concurrency=4, ws_port=None)
+    platform = Platform(settings)
+    await platform.start()
+    try:
+        for name in ("block_until", "getpid"):
+            target = f"hostile_tools:{name}"
+            platform.tools.create(Tool(name=name, runtime={"kind": "python", "target": target}))
+        started, release = tmp_path / "started", tmp_path / "release"
+        args = {"started": str(started), "release": str(release)}
+        busy = await platform.executor.submit("block_until", args)
+        await eventually(started.exists)
+        waiting = await platform.executor.submit("getpid", {})
+        await eventually(lambda: waiting.id in platform.executor._calls)  # at the pool's door
+        assert (await platform.executor.get(waiting.id)).status == JobStatus.QUEUED
+        cancelled = await platform.executor.cancel(waiting.id)
+        assert cancelled.status == JobStatus.CANCELLED
+        release.touch()
+        with anyio.fail_after(20):
+            assert (await platform.executor.wait(busy.id)).status == JobStatus.SUCCEEDED
+        stored = platform.jobs.get(waiting.id)
+        assert stored.status == JobStatus.CANCELLED and stored.started_at is None
+    finally:
+        await platform.close()

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from toolrun.config import Settings
@@ -57,6 +58,17 @@ def find_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(find_nul(v) for v in value)
     return False
+
+
+class _NoLongerQueued(Exception):
+    """Raised from a job's start hook when it was cancelled while waiting for a worker."""
+
+
+@dataclass
+class _Progress:
+    """The job as far as it has got (queued, then running once its call starts)."""
+
+    job: Job
 
 
 class LocalExecutor(Executor):
@@ -212,10 +224,11 @@ class LocalExecutor(Executor):
             attempts=1,
         )
         try:
-            final = await self._execute(started, tool, cancellable=False)
+            final = await self._execute(_Progress(started), tool, cancellable=False)
         except asyncio.CancelledError:  # the caller went away: the call was stopped
             self._recorder.record(self._ended(started, JobStatus.CANCELLED, CANCELLED))
             raise
+        assert final is not None  # only a queued job can find itself no longer queued
         self._recorder.record(final)
         return final
 
@@ -239,54 +252,72 @@ class LocalExecutor(Executor):
                 queue.task_done()
 
     async def _run(self, job: Job, tool: Tool | None) -> None:
-        """One queued job, from ``queued`` to a final status that is stored and announced."""
-        current = job
-        try:
+        """One queued job, from ``queued`` to a final status that is stored and announced.
+
+        The job is stored as ``running`` only when its call really starts (for a worker-process
+        tool, once a worker is free), so a crash before that leaves it ``queued`` to run after
+        the restart, and a cancel before that means it never runs."""
+        progress = _Progress(job)
+
+        async def mark_started() -> None:
             started = job.evolve(
                 status=JobStatus.RUNNING, started_at=utcnow(), attempts=job.attempts + 1
             )
             if not await self._db_call(self.jobs.save_if, started, JobStatus.QUEUED):
-                return  # cancelled while queued
-            current = started
+                raise _NoLongerQueued
+            progress.job = started
+
+        try:
             if tool is None:  # recovered after a restart: read the tool now
                 tool = await self._db_call(self.tools.get, job.tool_id)
-            final = await self._execute(started, tool)
+            final = await self._execute(progress, tool, on_start=mark_started)
+            if final is None:
+                return  # cancelled while it waited: whoever cancelled it has told the waiters
         except asyncio.CancelledError:  # only at shutdown: the call was stopped
-            if current.status == JobStatus.RUNNING:
-                interrupted = self._ended(current, JobStatus.FAILED, INTERRUPTED)
+            if progress.job.status == JobStatus.RUNNING:
+                interrupted = self._ended(progress.job, JobStatus.FAILED, INTERRUPTED)
                 await asyncio.shield(self._finish(interrupted))
             raise
         except ToolrunError as exc:  # e.g. the tool was deleted before a recovered job ran
-            final = self._ended(current, JobStatus.FAILED, exc.message)
+            final = self._ended(progress.job, JobStatus.FAILED, exc.message)
         except Exception as exc:  # a bug or a store failure: fail the job, keep serving
             log.exception("job %s failed outside its tool", job.id)
-            final = self._ended(current, JobStatus.FAILED, f"internal error: {type(exc).__name__}")
+            message = f"internal error: {type(exc).__name__}"
+            final = self._ended(progress.job, JobStatus.FAILED, message)
         finally:
             self._running.pop(job.id, None)
         await self._finish(final)
 
-    async def _execute(self, started: Job, tool: Tool, *, cancellable: bool = True) -> Job:
-        """Run one started job's call and turn its outcome into the finished job. Raises only
-        if *we* are cancelled. A ``cancellable`` call runs in an inner task, the one
-        :meth:`cancel` stops; an inline invocation (never queued, so never cancelled by id)
-        is awaited directly, which saves a task on the fast path."""
-        if started.id in self._cancel_requested:
-            self._cancel_requested.discard(started.id)
-            return self._ended(started, JobStatus.CANCELLED, CANCELLED)
-        timeout = started.timeout_s or self.runner.timeout_for(tool, None)
+    async def _execute(
+        self,
+        progress: _Progress,
+        tool: Tool,
+        *,
+        cancellable: bool = True,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> Job | None:
+        """Run a job's call and turn its outcome into the finished job (built from
+        ``progress.job``, which ``on_start`` may advance); None when ``on_start`` found the job
+        no longer queued. Raises only if *we* are cancelled. A ``cancellable`` call runs in an
+        inner task, the one :meth:`cancel` stops; an inline invocation (never queued, so never
+        cancelled by id) is awaited directly, which saves a task on the fast path."""
+        job = progress.job
+        if job.id in self._cancel_requested:
+            self._cancel_requested.discard(job.id)
+            return self._ended(job, JobStatus.CANCELLED, CANCELLED)
+        timeout = job.timeout_s or self.runner.timeout_for(tool, None)
         if not cancellable:
             try:
-                response = await self.runner.run(tool, started.arguments, timeout)
+                response = await self.runner.run(tool, job.arguments, timeout)
             except ToolrunError as exc:
-                return self._ended(started, JobStatus.FAILED, exc.message)
+                return self._ended(job, JobStatus.FAILED, exc.message)
             except Exception as exc:
-                log.exception("runner failed on job %s", started.id)
-                return self._ended(
-                    started, JobStatus.FAILED, f"internal error: {type(exc).__name__}"
-                )
-            return self._finished(started, response)
-        call = asyncio.create_task(self.runner.run(tool, started.arguments, timeout))
-        self._calls[started.id] = call
+                log.exception("runner failed on job %s", job.id)
+                message = f"internal error: {type(exc).__name__}"
+                return self._ended(job, JobStatus.FAILED, message)
+            return self._finished(job, response)
+        call = asyncio.create_task(self.runner.run(tool, job.arguments, timeout, on_start=on_start))
+        self._calls[job.id] = call
         try:
             await asyncio.wait({call})
         except asyncio.CancelledError:
@@ -294,18 +325,21 @@ class LocalExecutor(Executor):
             await asyncio.wait({call})
             raise
         finally:
-            self._calls.pop(started.id, None)
+            self._calls.pop(job.id, None)
         if call.cancelled():
-            return self._ended(started, JobStatus.CANCELLED, CANCELLED)
+            if progress.job.status == JobStatus.QUEUED:
+                return None  # cancelled before it started: cancel() stored and announced it
+            return self._ended(progress.job, JobStatus.CANCELLED, CANCELLED)
         error = call.exception()
+        if isinstance(error, _NoLongerQueued):
+            return None
         if isinstance(error, ToolrunError):
-            return self._ended(started, JobStatus.FAILED, error.message)
+            return self._ended(progress.job, JobStatus.FAILED, error.message)
         if error is not None:  # a bug in a runner: the job fails, the server keeps serving
-            log.error("runner failed on job %s", started.id, exc_info=error)
-            return self._ended(
-                started, JobStatus.FAILED, f"internal error: {type(error).__name__}: {error}"
-            )
-        return self._finished(started, call.result())
+            log.error("runner failed on job %s", job.id, exc_info=error)
+            message = f"internal error: {type(error).__name__}: {error}"
+            return self._ended(progress.job, JobStatus.FAILED, message)
+        return self._finished(progress.job, call.result())
 
     @staticmethod
     def _finished(started: Job, response: Response) -> Job:
@@ -389,6 +423,9 @@ class LocalExecutor(Executor):
             cancelled = self._ended(job, JobStatus.CANCELLED, CANCELLED)
             if await self._db_call(self.jobs.save_if, cancelled, JobStatus.QUEUED):
                 self._notify(cancelled)  # its dispatcher will find it no longer queued
+                waiting = self._calls.get(job_id)  # it may be waiting for a free worker
+                if waiting is not None:
+                    waiting.cancel()
                 return cancelled
             job = await self.get(job_id)  # it started meanwhile
         if job.status == JobStatus.RUNNING and job_id in self._running:

@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -266,11 +266,15 @@ class WorkerPool:
         timeout_s: float,
         *,
         source_folder: str | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> Response:
         """Run ``target(**arguments)`` in a free worker; every failure is an isError Response.
 
         ``source_folder``: the folder a discovered tool came from, mounted in the worker as the
-        synthetic package its target names. Cancelling the awaiting task kills the worker.
+        synthetic package its target names. ``on_start``: awaited once a worker is assigned,
+        right before the call (the executor marks the job running there); if it raises, the
+        worker goes back to the pool and the call does not happen. Cancelling the awaiting task
+        kills the worker.
         """
         self._check_open()
         request: dict[str, Any] = {"target": target, "arguments": arguments}
@@ -298,6 +302,12 @@ class WorkerPool:
             except BaseException:
                 self._slots.put_nowait(slot)
                 raise
+            if on_start is not None:
+                try:
+                    await on_start()
+                except BaseException:
+                    self._slots.put_nowait(worker)
+                    raise
             return await self._call_on(worker, target, payload, timeout_s)
         finally:
             self._busy -= 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from toolrun.config import Settings
@@ -77,8 +78,21 @@ class ToolRunner:
         return min(chosen, self.settings.max_timeout_s)
 
     async def run(
-        self, tool: Tool, arguments: dict[str, Any], timeout_s: float | None = None
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        timeout_s: float | None = None,
+        *,
+        on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> Response:
-        """One call; the tool's own failures come back as isError Responses."""
+        """One call; the tool's own failures come back as isError Responses.
+
+        ``on_start`` is awaited when the call really starts: for a worker-process tool once a
+        worker is free, for the others at once. If it raises, the call does not happen."""
         runner = self.runner_for(tool)
-        return await runner.run(tool, arguments, self.timeout_for(tool, timeout_s))
+        limit = self.timeout_for(tool, timeout_s)
+        if isinstance(runner, ProcessPythonRunner):
+            return await runner.run(tool, arguments, limit, on_start=on_start)
+        if on_start is not None:
+            await on_start()
+        return await runner.run(tool, arguments, limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from toolrun.errors import NotExecutable
@@ -38,13 +38,21 @@ class ProcessPythonRunner(RuntimeRunner):
     async def close(self) -> None:
         await self.pool.close()
 
-    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
+    async def run(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        *,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> Response:
         folder = tool.metadata.get(SOURCE_FOLDER)
         return await self.pool.call(
             python_target(tool),
             arguments,
             timeout_s,
             source_folder=folder if isinstance(folder, str) else None,
+            on_start=on_start,
         )
 
 
