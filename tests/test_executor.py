@@ -16,6 +16,7 @@ from toolrun.errors import QueueFull
 from toolrun.execution.jobs import JobStatus
 from toolrun.platform import Platform
 from toolrun.registry.tool import Tool
+from toolrun.response import Response
 
 pytestmark = pytest.mark.anyio
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -192,3 +193,24 @@ async def test_a_job_waiting_for_a_worker_is_queued_and_cancellable(
         assert stored.status == JobStatus.CANCELLED and stored.started_at is None
     finally:
         await platform.close()
+
+
+def says_timed_out() -> Response:
+    """A tool whose own error happens to read like a time limit."""
+    return Response.error("timed out after 1s")
+
+
+async def test_a_tool_saying_timed_out_is_failed_not_timed_out(platform: Platform) -> None:
+    target = "tests.test_executor:says_timed_out"
+    platform.tools.create(Tool(name="liar", runtime={"kind": "python", "target": target}))
+    job = await platform.executor.invoke("liar", {})
+    assert job.result is not None and job.result.text == "timed out after 1s"
+    assert job.status == JobStatus.FAILED
+    sleeper = Tool(
+        name="sleeper",
+        runtime={"kind": "command", "command": ["sleep", "30"]},
+        policy={"timeout_s": 0.2},
+    )
+    platform.tools.create(sleeper)
+    stopped = await platform.executor.invoke("sleeper", {})
+    assert stopped.status == JobStatus.TIMED_OUT and stopped.error == "timed out after 0.2s"

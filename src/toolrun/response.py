@@ -170,6 +170,11 @@ class Response:
         return cls(is_error=True, content=(TextItem(message),))
 
     @classmethod
+    def timed_out(cls, timeout_s: float) -> Response:
+        """The answer for a call stopped at its time limit (a :class:`TimedOut`)."""
+        return TimedOut(is_error=True, content=(TextItem(f"timed out after {timeout_s:g}s"),))
+
+    @classmethod
     def from_exception(cls, exc: BaseException) -> Response:
         return cls.error(f"{type(exc).__name__}: {exc}")
 
@@ -235,3 +240,9 @@ class Response:
 
     def items(self) -> Iterable[ResponseItem]:
         return iter(self.content)
+
+
+@dataclass(frozen=True)
+class TimedOut(Response):
+    """A Response for a call stopped at its time limit: the executor tells it by type, not by
+    reading its text (a tool may well return an error that says "timed out")."""

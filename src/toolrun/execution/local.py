@@ -35,7 +35,7 @@ from toolrun.execution.runner import ToolRunner
 from toolrun.execution.tool_cache import ToolCache
 from toolrun.execution.validation import ArgumentValidator
 from toolrun.registry.tool import Tool
-from toolrun.response import Response
+from toolrun.response import Response, TimedOut
 from toolrun.storage.job_store import INTERRUPTED, JobStore
 from toolrun.storage.tool_store import ToolStore
 
@@ -46,7 +46,7 @@ SHUTDOWN_GRACE_S = 5.0
 
 
 def is_timeout(response: Response) -> bool:
-    return response.is_error and response.text.startswith("timed out")
+    return isinstance(response, TimedOut)
 
 
 def find_nul(value: Any) -> bool:

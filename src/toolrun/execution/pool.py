@@ -322,7 +322,7 @@ class WorkerPool:
                 async with asyncio.timeout(timeout_s):
                     raw = await worker.request(payload, self.max_result_bytes)
             except TimeoutError:
-                return Response.error(f"timed out after {timeout_s:g}s")
+                return Response.timed_out(timeout_s)
             except _WorkerGone:
                 if self._closed:
                     return Response.error("the worker pool was closed during the call")

@@ -180,7 +180,7 @@ class CommandRunner(RuntimeRunner):
             transport.close()
 
         if timed_out:
-            return Response.error(f"timed out after {timeout_s:g}s")
+            return Response.timed_out(timeout_s)
         returncode = transport.get_returncode()
         if returncode:
             return self._failure(argv[0], returncode, collector)

@@ -183,7 +183,7 @@ class HttpRunner(RuntimeRunner):
         except (TimeoutError, httpx.TimeoutException) as exc:
             if isinstance(exc, TimeoutError) and not deadline.expired():
                 raise
-            return Response.error(f"timed out after {timeout_s:g}s")
+            return Response.timed_out(timeout_s)
         except _TooLarge:
             return Response.error(
                 f"the response of {runtime.method} {_where(url)} is larger than "

@@ -89,7 +89,7 @@ class InlinePythonRunner(RuntimeRunner):
             return Response.from_value(result)
         except TimeoutError as exc:
             if deadline.expired():
-                return Response.error(f"timed out after {timeout_s:g}s")
+                return Response.timed_out(timeout_s)
             return exception_response(exc)
         except (Exception, SystemExit) as exc:
             return exception_response(exc)
