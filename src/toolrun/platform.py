@@ -31,8 +31,9 @@ class Platform:
         self.engine = make_engine(settings.resolved_database_url)
         self.tools = ToolStore(self.engine)
         self.jobs = JobStore(self.engine)
-        extra_path = [str(p) for p in settings.functions_dirs]
-        self.pool = WorkerPool(settings.workers, extra_sys_path=extra_path)
+        # Folder tools are mounted in workers by their source_folder, never put on sys.path
+        # (where a folder's modules could shadow the standard library's).
+        self.pool = WorkerPool(settings.workers)
         self.runner = ToolRunner(settings, self.pool)
         self.executor = LocalExecutor(settings, self.tools, self.jobs, self.runner)
         self._started = False

@@ -34,7 +34,7 @@ from toolrun.execution.recorder import JobRecorder
 from toolrun.execution.runner import ToolRunner
 from toolrun.execution.tool_cache import ToolCache
 from toolrun.execution.validation import ArgumentValidator
-from toolrun.registry.tool import Tool
+from toolrun.registry.tool import Tool, find_nul
 from toolrun.response import Response, TimedOut
 from toolrun.storage.job_store import INTERRUPTED, JobStore
 from toolrun.storage.tool_store import ToolStore
@@ -47,17 +47,6 @@ SHUTDOWN_GRACE_S = 5.0
 
 def is_timeout(response: Response) -> bool:
     return isinstance(response, TimedOut)
-
-
-def find_nul(value: Any) -> bool:
-    """Whether a JSON value holds U+0000 anywhere (PostgreSQL cannot store it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(find_nul(k) or find_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(find_nul(v) for v in value)
-    return False
 
 
 class _NoLongerQueued(Exception):
@@ -100,7 +89,6 @@ class LocalExecutor(Executor):
         self._cancel_requested: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._dispatchers: list[asyncio.Task[None]] = []
-        self._closing = False
         self._tool_cache = ToolCache(settings.tool_cache_ttl_s)
         tools.on_change(self._tool_cache.clear)
         self._recorder = JobRecorder(lambda batch: self._db_call(self.jobs.add_many, batch))
@@ -131,7 +119,6 @@ class LocalExecutor(Executor):
             await queue.put((job, None))
 
     async def close(self) -> None:
-        self._closing = True
         for task in [*self._dispatchers, *self._background]:
             task.cancel()
         await asyncio.gather(*self._dispatchers, *self._background, return_exceptions=True)
@@ -162,9 +149,11 @@ class LocalExecutor(Executor):
                 "give it one (python, command or http) with PUT /tool/{id}"
             )
         merged = {**tool.default_params, **(arguments or {})}
-        if find_nul(merged):
+        where = find_nul(merged)
+        if where is not None:
             raise ArgumentsInvalid(
-                "arguments may not contain the character U+0000 (the job store cannot keep it)"
+                f"arguments may not contain the character U+0000 (the job store cannot keep it); "
+                f"found in {where}"
             )
         self.validator.validate(tool, merged)
         return tool, merged
@@ -189,7 +178,6 @@ class LocalExecutor(Executor):
             self._waiters.setdefault(job.id, []).append(waiter)
 
         async def persist_and_queue() -> None:
-            self._reserved += 1
             try:
                 await self._db_call(self.jobs.add, job)
             except BaseException:
@@ -199,6 +187,7 @@ class LocalExecutor(Executor):
                 self._reserved -= 1
             queue.put_nowait((job, tool))
 
+        self._reserved += 1  # with the check above, before any await: no two callers overfill
         await asyncio.shield(persist_and_queue())
         return job
 

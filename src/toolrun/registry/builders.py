@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self, overload
 
 from toolrun.errors import InvalidDefinition
-from toolrun.registry.decorators import build_tool, policy
+from toolrun.registry.decorators import policy
 from toolrun.registry.formats import check_openai_name
 from toolrun.registry.runtimes import Runtime
-from toolrun.registry.tool import Tool
+from toolrun.registry.tool import Tool, build_tool
 
 _UNSET: Any = object()
 

@@ -11,32 +11,11 @@ from pydantic import ValidationError
 from toolrun.errors import InvalidDefinition
 from toolrun.registry.runtimes import PythonRuntime
 from toolrun.registry.schema import analyze_callable
-from toolrun.registry.tool import ExecutionPolicy, Tool
+from toolrun.registry.tool import ExecutionPolicy, Tool, build_tool
 
 F = TypeVar("F", bound=Callable[..., Any])
 TOOL_ATTR = "__toolrun_tool__"
 _UNSET: Any = object()
-
-
-def build_tool(
-    fields: Mapping[str, Any], *, paths: Mapping[str, str] | None = None, what: str = "tool"
-) -> Tool:
-    """``Tool(**fields)`` with Pydantic's errors turned into one readable InvalidDefinition.
-
-    ``paths`` renames the first part of error locations (e.g. ``runtime`` to
-    ``tool_metadata.runtime``) so messages speak the caller's vocabulary.
-    """
-    try:
-        return Tool.model_validate(dict(fields))
-    except ValidationError as exc:
-        detail = []
-        for err in exc.errors():
-            loc = [str(p) for p in err["loc"]]
-            if loc and paths and loc[0] in paths:
-                loc[0] = paths[loc[0]]
-            detail.append({"path": ".".join(loc) or "(root)", "message": str(err["msg"])})
-        problems = "; ".join(f"{d['path']}: {d['message']}" for d in detail)
-        raise InvalidDefinition(f"invalid {what}: {problems}", detail=detail) from None
 
 
 def import_path(func: Callable[..., Any]) -> str | None:

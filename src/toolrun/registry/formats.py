@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from toolrun.errors import InvalidDefinition
-from toolrun.registry.decorators import build_tool
-from toolrun.registry.tool import EMPTY_OBJECT_SCHEMA, Tool
+from toolrun.registry.tool import EMPTY_OBJECT_SCHEMA, Tool, build_tool
 
 Family = Literal["tool", "function"]
 OPENAI_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

@@ -6,13 +6,14 @@ Every other shape (seed-002 ``OrgTools``/``OrgFunctions``, Open Functions defini
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from toolrun.errors import InvalidDefinition
 from toolrun.registry.ids import make_id, validate_name, validate_version
 from toolrun.registry.regex import check_patterns
 from toolrun.registry.runtimes import Runtime
@@ -86,7 +87,7 @@ class Tool(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
-        where = _find_nul(data, "")
+        where = find_nul(data, "")
         if where is not None:
             raise ValueError(
                 f"{where or 'a value'} holds the character U+0000, which cannot be stored"
@@ -133,8 +134,9 @@ class Tool(BaseModel):
         return cls.model_validate(data)
 
 
-def _find_nul(value: Any, path: str) -> str | None:
-    """The path of the first string (or key) holding U+0000, if any."""
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) in a JSON value holding U+0000, if any (PostgreSQL
+    cannot store it)."""
     if isinstance(value, str):
         return path if "\x00" in value else None
     if isinstance(value, dict):
@@ -142,12 +144,12 @@ def _find_nul(value: Any, path: str) -> str | None:
             inner = f"{path}.{key}" if path else str(key)
             if isinstance(key, str) and "\x00" in key:
                 return inner
-            found = _find_nul(item, inner)
+            found = find_nul(item, inner)
             if found is not None:
                 return found
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = _find_nul(item, f"{path}[{index}]")
+            found = find_nul(item, f"{path}[{index}]")
             if found is not None:
                 return found
     return None
@@ -175,3 +177,24 @@ def _check_refs(node: Any, root: dict[str, Any]) -> None:
     elif isinstance(node, list):
         for item in node:
             _check_refs(item, root)
+
+
+def build_tool(
+    fields: Mapping[str, Any], *, paths: Mapping[str, str] | None = None, what: str = "tool"
+) -> Tool:
+    """``Tool(**fields)`` with Pydantic's errors turned into one readable InvalidDefinition.
+
+    ``paths`` renames the first part of error locations (e.g. ``runtime`` to
+    ``tool_metadata.runtime``) so messages speak the caller's vocabulary.
+    """
+    try:
+        return Tool.model_validate(dict(fields))
+    except ValidationError as exc:
+        detail = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            if loc and paths and loc[0] in paths:
+                loc[0] = paths[loc[0]]
+            detail.append({"path": ".".join(loc) or "(root)", "message": str(err["msg"])})
+        problems = "; ".join(f"{d['path']}: {d['message']}" for d in detail)
+        raise InvalidDefinition(f"invalid {what}: {problems}", detail=detail) from None

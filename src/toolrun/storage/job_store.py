@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
-from toolrun.errors import NotFound, StoreError
+from toolrun.errors import NotFound
 from toolrun.execution.jobs import Job, JobStatus
 from toolrun.response import Response
+from toolrun.storage.errors import store_errors
 from toolrun.storage.tables import jobs
 
 INTERRUPTED = "interrupted: the server stopped while this job was running"
@@ -49,15 +47,6 @@ _UPDATE_IF = update(jobs).where(
 _GET = select(jobs).where(jobs.c.id == bindparam("b_id"))
 
 
-@contextmanager
-def _store_errors(action: str) -> Iterator[None]:
-    """A database failure is a :class:`StoreError` (503 with a message), never a bare 500."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        raise StoreError(f"could not {action}: {type(exc).__name__}") from exc
-
-
 def _without_nul(value: Any) -> Any:
     """A copy with U+0000 replaced by U+FFFD (PostgreSQL's JSONB cannot hold U+0000)."""
     if isinstance(value, str):
@@ -78,23 +67,23 @@ class JobStore:
         self._storable = _without_nul if engine.dialect.name == "postgresql" else None
 
     def add(self, job: Job) -> None:
-        with _store_errors(f"store job {job.id}"), self.engine.begin() as conn:
+        with store_errors(f"store job {job.id}"), self.engine.begin() as conn:
             conn.execute(_INSERT, {**self._values(job), "id": job.id})
 
     def add_many(self, batch: list[Job]) -> None:
         """Insert several jobs in one transaction (one ``executemany``)."""
         if batch:
-            with _store_errors(f"store {len(batch)} jobs"), self.engine.begin() as conn:
+            with store_errors(f"store {len(batch)} jobs"), self.engine.begin() as conn:
                 conn.execute(_INSERT, [{**self._values(job), "id": job.id} for job in batch])
 
     def save(self, job: Job) -> None:
         """Write a job's current state (it must exist)."""
-        with _store_errors(f"store job {job.id}"), self.engine.begin() as conn:
+        with store_errors(f"store job {job.id}"), self.engine.begin() as conn:
             conn.execute(_UPDATE, {**self._values(job), "b_id": job.id})
 
     def save_if(self, job: Job, expected: JobStatus) -> bool:
         """Write ``job`` only if the stored status is still ``expected`` (compare-and-set)."""
-        with _store_errors(f"store job {job.id}"), self.engine.begin() as conn:
+        with store_errors(f"store job {job.id}"), self.engine.begin() as conn:
             params = {**self._values(job), "b_id": job.id, "b_expected": expected.value}
             result = conn.execute(_UPDATE_IF, params)
         return bool(result.rowcount)

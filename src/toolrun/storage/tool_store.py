@@ -6,19 +6,18 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from toolrun.errors import (
     ConcurrentUpdate,
     InvalidDefinition,
-    StoreError,
     ToolAlreadyExists,
     ToolNotFound,
 )
 from toolrun.registry.ids import ToolRef
-from toolrun.registry.tool import Tool
+from toolrun.registry.tool import Tool, build_tool
+from toolrun.storage.errors import store_errors
 from toolrun.storage.tables import tools
 
 if TYPE_CHECKING:
@@ -32,15 +31,6 @@ IDENTITY_FIELDS = ("name", "version")
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def validation_message(exc: ValidationError) -> str:
-    """A one-line, human summary of a pydantic ValidationError."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 class ToolStore:
@@ -79,25 +69,24 @@ class ToolStore:
 
     def create(self, tool: Tool) -> Tool:
         now = datetime.now(UTC)
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(tools).values(
-                        id=tool.id,
-                        name=tool.name,
-                        version=tool.version,
-                        namespace=tool.namespace,
-                        doc=tool.to_document(),
-                        created_at=now,
-                        updated_at=now,
+        with store_errors(f"store tool {tool.id!r}"):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(tools).values(
+                            id=tool.id,
+                            name=tool.name,
+                            version=tool.version,
+                            namespace=tool.namespace,
+                            doc=tool.to_document(),
+                            created_at=now,
+                            updated_at=now,
+                        )
                     )
-                )
-        except IntegrityError:
-            raise ToolAlreadyExists(
-                f"tool {tool.id!r} already exists; use PUT /tool/{tool.id} to change it"
-            ) from None
-        except SQLAlchemyError as exc:
-            raise StoreError(f"could not store tool {tool.id!r}: {exc.__class__.__name__}") from exc
+            except IntegrityError:
+                raise ToolAlreadyExists(
+                    f"tool {tool.id!r} already exists; use PUT /tool/{tool.id} to change it"
+                ) from None
         self._changed(tool.id)
         return tool.model_copy(update={"created_at": now, "updated_at": now})
 
@@ -117,21 +106,18 @@ class ToolStore:
         stmt = update(tools).where(tools.c.id == tool.id)
         if expected_updated_at is not None:
             stmt = stmt.where(tools.c.updated_at == expected_updated_at)
-        try:
-            with self.engine.begin() as conn:
-                result = conn.execute(
-                    stmt.values(namespace=tool.namespace, doc=tool.to_document(), updated_at=now)
-                )
-                if result.rowcount == 0:
-                    exists = conn.execute(_GET, {"b_id": tool.id}).first() is not None
-                    if exists:
-                        raise ConcurrentUpdate(
-                            f"{tool.id} changed while this update was being made; read it and retry"
-                        )
-                    raise ToolNotFound(f"Tool not registered: {tool.id}")
-                row = conn.execute(select(tools).where(tools.c.id == tool.id)).one()
-        except SQLAlchemyError as exc:
-            raise StoreError(f"could not store tool {tool.id!r}: {exc.__class__.__name__}") from exc
+        with store_errors(f"store tool {tool.id!r}"), self.engine.begin() as conn:
+            result = conn.execute(
+                stmt.values(namespace=tool.namespace, doc=tool.to_document(), updated_at=now)
+            )
+            if result.rowcount == 0:
+                exists = conn.execute(_GET, {"b_id": tool.id}).first() is not None
+                if exists:
+                    raise ConcurrentUpdate(
+                        f"{tool.id} changed while this update was being made; read it and retry"
+                    )
+                raise ToolNotFound(f"Tool not registered: {tool.id}")
+            row = conn.execute(select(tools).where(tools.c.id == tool.id)).one()
         self._changed(tool.id)
         return self._row_to_tool(row)
 
@@ -187,12 +173,7 @@ class ToolStore:
             )
         data = current.model_dump(exclude={"created_at", "updated_at"})
         data.update(changes)
-        try:
-            updated = Tool.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidDefinition(
-                f"update of {current.id!r} rejected: {validation_message(exc)}"
-            ) from None
+        updated = build_tool(data, what=f"update of {current.id!r}")
         if check is not None:
             check(updated, current)
         return self._replace(updated, expected_updated_at=current.updated_at)
