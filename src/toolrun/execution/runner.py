@@ -91,8 +91,4 @@ class ToolRunner:
         worker is free, for the others at once. If it raises, the call does not happen."""
         runner = self.runner_for(tool)
         limit = self.timeout_for(tool, timeout_s)
-        if isinstance(runner, ProcessPythonRunner):
-            return await runner.run(tool, arguments, limit, on_start=on_start)
-        if on_start is not None:
-            await on_start()
-        return await runner.run(tool, arguments, limit)
+        return await runner.run_with_start_hook(tool, arguments, limit, on_start)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from toolrun.registry.tool import Tool
@@ -29,6 +29,20 @@ class RuntimeRunner(ABC):
     @abstractmethod
     async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
         """One call of ``tool`` with ``arguments``, stopped after ``timeout_s`` seconds."""
+
+    async def run_with_start_hook(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        on_start: Callable[[], Awaitable[None]] | None,
+    ) -> Response:
+        """:meth:`run`, after awaiting ``on_start`` when the call really starts (here: at
+        once; runners that wait for a resource first await it once they have it). If
+        ``on_start`` raises, the call does not happen."""
+        if on_start is not None:
+            await on_start()
+        return await self.run(tool, arguments, timeout_s)
 
 
 class TemplateError(ValueError):

@@ -38,14 +38,17 @@ class ProcessPythonRunner(RuntimeRunner):
     async def close(self) -> None:
         await self.pool.close()
 
-    async def run(
+    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
+        return await self.run_with_start_hook(tool, arguments, timeout_s, None)
+
+    async def run_with_start_hook(
         self,
         tool: Tool,
         arguments: dict[str, Any],
         timeout_s: float,
-        *,
-        on_start: Callable[[], Awaitable[None]] | None = None,
+        on_start: Callable[[], Awaitable[None]] | None,
     ) -> Response:
+        """The hook runs once a worker is free (the pool awaits it), not before."""
         folder = tool.metadata.get(SOURCE_FOLDER)
         return await self.pool.call(
             python_target(tool),
