@@ -139,9 +139,8 @@ def build_router(family: Family) -> APIRouter:
         ),
         platform: Platform = Depends(get_platform),
     ) -> dict[str, Any]:
-        current = platform.tools.get(tool_id)
         tool = platform.tools.update(
-            current.id, update_changes(body, current), check=check_remote_write
+            tool_id, lambda current: update_changes(body, current), check=check_remote_write
         )
         return to_seed(tool, family)
 

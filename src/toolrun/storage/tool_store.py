@@ -156,16 +156,19 @@ class ToolStore:
     def update(
         self,
         ref: str,
-        changes: Mapping[str, Any],
+        changes: Mapping[str, Any] | Callable[[Tool], Mapping[str, Any]],
         *,
         check: Callable[[Tool, Tool], None] | None = None,
     ) -> Tool:
         """Apply a partial update (top-level fields replaced) and validate the result whole.
 
-        ``check(new, current)`` may veto it. The write is conditional on the tool not having
+        ``changes`` may be a function of the stored tool (one read serves both); ``check(new,
+        current)`` may veto the result. The write is conditional on the tool not having
         changed since it was read; a concurrent update is a :class:`ConcurrentUpdate` (409)."""
-        bad = [f for f in IDENTITY_FIELDS if f in changes]
         current = self.get(ref)
+        if callable(changes):
+            changes = changes(current)
+        bad = [f for f in IDENTITY_FIELDS if f in changes]
         if any(changes[f] != getattr(current, f) for f in bad):
             raise InvalidDefinition(
                 f"cannot change {' or '.join(bad)} of {current.id!r}: "
