@@ -12,8 +12,7 @@ from toolrun.config import Settings
 from toolrun.errors import ArgumentsInvalid, InvalidDefinition
 from toolrun.platform import Platform
 from toolrun.registry.query import parse_filter
-from toolrun.registry.tool import Tool
-from toolrun.server.shapes import DOCUMENT_ROOTS
+from toolrun.registry.tool import DOCUMENT_FIELDS, Tool
 
 
 def _platform(settings: Settings) -> Platform:
@@ -31,7 +30,7 @@ def list_tools(settings: Settings, filter_json: str | None) -> list[str]:
             raise InvalidDefinition(
                 f"--filter is not JSON: {exc.msg} at position {exc.pos}"
             ) from None
-        where = parse_filter(raw, roots=DOCUMENT_ROOTS)
+        where = parse_filter(raw, roots=DOCUMENT_FIELDS)
     tools = _platform(settings).tools.query(where)
     width = max((len(t.id) for t in tools), default=0)
     rows = []

@@ -134,6 +134,12 @@ class Tool(BaseModel):
         return cls.model_validate(data)
 
 
+# The fields a tool is defined by (what a partial update may name) and the top-level keys of
+# its stored document (what a filter may start a path with).
+TOOL_FIELDS = tuple(f for f in Tool.model_fields if f not in ("created_at", "updated_at"))
+DOCUMENT_FIELDS = (*TOOL_FIELDS, "id")
+
+
 def find_nul(value: Any, path: str = "") -> str | None:
     """The path of the first string (or key) in a JSON value holding U+0000, if any (PostgreSQL
     cannot store it)."""

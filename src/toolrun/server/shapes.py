@@ -13,12 +13,10 @@ from typing import Any, Literal
 from toolrun.errors import InvalidDefinition
 from toolrun.registry.formats import seed_path_to_canonical
 from toolrun.registry.query import Filter, map_paths, parse_filter
-from toolrun.registry.tool import Tool
+from toolrun.registry.tool import DOCUMENT_FIELDS, TOOL_FIELDS, Tool
 
 Family = Literal["tool", "function"]
 FAMILIES: tuple[Family, ...] = ("tool", "function")
-CANONICAL_FIELDS = tuple(f for f in Tool.model_fields if f not in ("created_at", "updated_at"))
-DOCUMENT_ROOTS = (*CANONICAL_FIELDS, "id")
 SCHEMA_KEYS = ("input_schema", "output_schema", "runtime", "namespace", "version")
 POLICY_KEYS = ("timeout_s", "isolation")
 
@@ -38,7 +36,7 @@ def update_changes(data: dict[str, Any], current: Tool) -> dict[str, Any]:
     """Turn a PUT body into top-level Tool field changes (see the module docstring)."""
     changes: dict[str, Any] = {}
     for key, value in data.items():
-        if key in CANONICAL_FIELDS:
+        if key in TOOL_FIELDS:
             changes[key] = value
             continue
         seed = _seed_key(key)
@@ -59,7 +57,7 @@ def update_changes(data: dict[str, Any], current: Tool) -> dict[str, Any]:
             changes.update(_metadata_changes(value, current))
         else:
             raise InvalidDefinition(
-                f"unknown field {key!r}; a tool has {', '.join(CANONICAL_FIELDS)} "
+                f"unknown field {key!r}; a tool has {', '.join(TOOL_FIELDS)} "
                 "(or the seed's *_id, *_search_tags, *_metadata, *_description, *_default_params)"
             )
     return changes
@@ -92,4 +90,4 @@ def parse_family_filter(raw: Any, family: Family) -> Filter:
 
         raise QueryError(f"a query is a JSON object of field conditions, got {type(raw).__name__}")
     mapped = map_paths(raw, lambda path: seed_path_to_canonical(path, family))
-    return parse_filter(mapped, roots=DOCUMENT_ROOTS)
+    return parse_filter(mapped, roots=DOCUMENT_FIELDS)
