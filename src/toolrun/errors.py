@@ -15,7 +15,9 @@
     │   ├── ArgumentsInvalid           arguments violating the input schema, every violation listed
     │   ├── NotExecutable              the tool has no runtime, or its runtime cannot run here
     │   ├── JobNotFinished             asking a job's result before it has one              (409)
-    │   └── JobAlreadyFinished         cancelling a job that has already ended              (409)
+    │   ├── JobAlreadyFinished         cancelling a job that has already ended              (409)
+    │   ├── IdempotencyKeyReused       an idempotency key sent again with another request   (409)
+    │   └── NotDeadLettered            retrying a job that is not on the dead-letter list   (409)
     └── InfrastructureError            the platform itself failed                         (5xx)
         ├── StoreError                 the database
         ├── QueueFull                  the executor's bounded queue is full                (503)
@@ -109,6 +111,16 @@ class JobNotFinished(CallError):
 class JobAlreadyFinished(CallError):
     status_code = 409
     type = "job_finished"
+
+
+class IdempotencyKeyReused(CallError):
+    status_code = 409
+    type = "idempotency_key_reused"
+
+
+class NotDeadLettered(CallError):
+    status_code = 409
+    type = "not_dead_lettered"
 
 
 class InfrastructureError(ToolrunError):

@@ -3,12 +3,15 @@
 ::
 
     queued ──▶ running ──▶ succeeded | failed | timed_out
-       │          │
-       └──────────┴──────▶ cancelled
+     │  ▲         │
+     │  └─────────┤  a failed attempt with attempts left: queued again, ``next_attempt_at`` set
+     └────────────┴──────▶ cancelled
 
 A job whose tool *ran and returned an error result* is ``failed`` with the isError Response
 kept as its ``result``; a job that could not run at all (worker died, interrupted by a
-restart) is ``failed`` with ``error`` set and possibly no result.
+restart, expired in the queue) is ``failed`` with ``error`` set. Every job that ends ``failed``
+or ``timed_out`` is also on the **dead-letter list** (``dead_letter_reason`` says why), until
+it is retried or removed from the list. See ``docs/jobs.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from toolrun.response import Response
+from toolrun.response import Response, TimedOut
 
 
 class JobStatus(enum.StrEnum):
@@ -34,6 +37,24 @@ class JobStatus(enum.StrEnum):
     def final(self) -> bool:
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
+    @property
+    def dead(self) -> bool:
+        """A final status that puts the job on the dead-letter list."""
+        return self in (JobStatus.FAILED, JobStatus.TIMED_OUT)
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a job is on the dead-letter list."""
+
+    EXHAUSTED = "exhausted"
+    """Its last allowed attempt failed (error result, time limit or crashed worker)."""
+    EXPIRED = "expired"
+    """It was still queued when it reached its maximum age, so it never ran (again)."""
+    INTERRUPTED = "interrupted"
+    """The server stopped while it was running and it had no attempt left."""
+    ERROR = "error"
+    """It could not run (its tool was deleted, a runner failed) or its result not be stored."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -45,7 +66,14 @@ def new_job_id() -> str:
 
 @dataclass(frozen=True)
 class Job:
-    """An immutable record of one call; the executor replaces it as the job moves on."""
+    """An immutable record of one call; the executor replaces it as the job moves on.
+
+    ``attempts`` counts the attempts that started. While a job waits for its next attempt it
+    is ``queued`` with ``next_attempt_at`` set and ``error`` saying how the last one failed.
+    ``idempotency_key``/``request_hash``: the caller's key and a digest of the request made
+    with it (see :func:`toolrun.execution.idempotency.request_hash`). ``progress``: the last
+    progress report of the tool. ``retry_of``: the dead-lettered job this one retries.
+    """
 
     tool_id: str
     arguments: dict[str, Any]
@@ -58,9 +86,43 @@ class Job:
     created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    next_attempt_at: datetime | None = None
+    dead_letter_reason: DeadLetterReason | None = None
+    dead_lettered_at: datetime | None = None
+    retry_of: str | None = None
+    progress: dict[str, Any] | None = None
 
     def evolve(self, **changes: Any) -> Job:
         return replace(self, **changes)
+
+    def answered(self, response: Response) -> Job:
+        """This job ended with its tool's answer: ``succeeded``, ``failed`` (an error result)
+        or ``timed_out`` (a :class:`~toolrun.response.TimedOut`, not a text that says so)."""
+        if not response.is_error:
+            status = JobStatus.SUCCEEDED
+        elif isinstance(response, TimedOut):
+            status = JobStatus.TIMED_OUT
+        else:
+            status = JobStatus.FAILED
+        error = response.text if response.is_error else None
+        return replace(self, status=status, result=response, error=error, finished_at=utcnow())
+
+    def ended(self, status: JobStatus, message: str) -> Job:
+        """This job ended without an answer of its tool (cancelled, expired, could not run)."""
+        return replace(
+            self, status=status, error=message, result=Response.error(message), finished_at=utcnow()
+        )
+
+    def dead_lettered(self, reason: DeadLetterReason) -> Job:
+        """This finished job on the dead-letter list (unchanged unless it ended failed or
+        timed_out, or if it is already there)."""
+        if not self.status.dead or self.dead_letter_reason is not None:
+            return self
+        return replace(
+            self, dead_letter_reason=reason, dead_lettered_at=self.finished_at or utcnow()
+        )
 
     @property
     def duration_ms(self) -> float | None:
@@ -70,6 +132,13 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """The job's wire shape (``GET /jobs/{uuid}``)."""
+        dead_letter = None
+        if self.dead_letter_reason is not None:
+            dead_letter = {
+                "reason": self.dead_letter_reason.value,
+                "at": _iso(self.dead_lettered_at),
+                "error": self.error,
+            }
         return {
             "uuid": self.id,
             "tool_id": self.tool_id,
@@ -80,10 +149,15 @@ class Job:
             "error": self.error,
             "timeout_s": self.timeout_s,
             "attempts": self.attempts,
+            "next_attempt_at": _iso(self.next_attempt_at),
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "duration_ms": self.duration_ms,
+            "progress": self.progress,
+            "idempotency_key": self.idempotency_key,
+            "retry_of": self.retry_of,
+            "dead_letter": dead_letter,
         }
 
 

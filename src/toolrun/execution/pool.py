@@ -4,9 +4,10 @@ Each worker is a ``forkserver`` (or ``spawn``) child with its own socket and its
 and process group, so a kill takes the tool's children along; a watchdog thread in the worker
 kills that group when the socket closes, so workers never outlive the API process. A call
 takes a free worker (at most ``size`` run at once), sends one JSON frame and awaits the answer
-on the event loop, without threads. A worker that dies, times out, is cancelled or breaks the
-protocol is killed with its group and replaced in the background; its slot comes back once
-the replacement is ready, so the pool keeps serving.
+on the event loop, without threads; progress frames the tool sends before its answer are
+checked and handed to the caller's ``on_progress``. A worker that dies, times out, is
+cancelled or breaks the protocol is killed with its group and replaced in the background; its
+slot comes back once the replacement is ready, so the pool keeps serving.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
+from toolrun import progress
 from toolrun.errors import InfrastructureError
 from toolrun.execution import worker as worker_module
 from toolrun.response import Response
@@ -98,14 +100,13 @@ class _Worker:
     def usable(self) -> bool:
         return not self.exited.done() and self.reader is not None and not self.reader.at_eof()
 
-    async def request(self, payload: bytes, limit: int) -> bytes:
+    async def send(self, payload: bytes) -> None:
         assert self.writer is not None
         try:
             self.writer.write(_HEADER.pack(len(payload)) + payload)
             await self.writer.drain()
         except ConnectionError as exc:
             raise _WorkerGone from exc
-        return await self.read_frame(limit)
 
     async def read_frame(self, limit: int) -> bytes:
         assert self.reader is not None
@@ -267,14 +268,16 @@ class WorkerPool:
         *,
         source_folder: str | None = None,
         on_start: Callable[[], Awaitable[None]] | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> Response:
         """Run ``target(**arguments)`` in a free worker; every failure is an isError Response.
 
         ``source_folder``: the folder a discovered tool came from, mounted in the worker as the
         synthetic package its target names. ``on_start``: awaited once a worker is assigned,
         right before the call (the executor marks the job running there); if it raises, the
-        worker goes back to the pool and the call does not happen. Cancelling the awaiting task
-        kills the worker.
+        worker goes back to the pool and the call does not happen. ``on_progress``: called on
+        the event loop with each valid progress report of the call (invalid ones are dropped).
+        Cancelling the awaiting task kills the worker.
         """
         self._check_open()
         request: dict[str, Any] = {"target": target, "arguments": arguments}
@@ -308,19 +311,25 @@ class WorkerPool:
                 except BaseException:
                     self._slots.put_nowait(worker)
                     raise
-            return await self._call_on(worker, target, payload, timeout_s)
+            return await self._call_on(worker, target, payload, timeout_s, on_progress)
         finally:
             self._busy -= 1
 
     async def _call_on(
-        self, worker: _Worker, target: str, payload: bytes, timeout_s: float
+        self,
+        worker: _Worker,
+        target: str,
+        payload: bytes,
+        timeout_s: float,
+        on_progress: Callable[[dict[str, Any]], None] | None,
     ) -> Response:
         """Owns ``worker`` for one call and gives its slot back (the worker or a replacement)."""
         healthy = False
         try:
             try:
                 async with asyncio.timeout(timeout_s):
-                    raw = await worker.request(payload, self.max_result_bytes)
+                    await worker.send(payload)
+                    answer = await self._answer(worker, on_progress)
             except TimeoutError:
                 return Response.timed_out(timeout_s)
             except _WorkerGone:
@@ -336,7 +345,7 @@ class WorkerPool:
                     f"({exc.size} bytes; the limit is {self.max_result_bytes})"
                 )
             try:
-                response = Response.from_dict(json.loads(raw))
+                response = Response.from_dict(answer)
             except (ValueError, TypeError, KeyError, AttributeError):
                 return Response.error(f"the worker sent an invalid answer for {target}")
             healthy = True
@@ -347,6 +356,27 @@ class WorkerPool:
             else:
                 self._restarts += 1
                 self._discard(worker)
+
+    async def _answer(
+        self, worker: _Worker, on_progress: Callable[[dict[str, Any]], None] | None
+    ) -> Any:
+        """Read frames until the answer (returned parsed, or None if it is not JSON); progress
+        frames on the way go to ``on_progress``, checked (see :func:`toolrun.progress.parse`)."""
+        while True:
+            raw = await worker.read_frame(self.max_result_bytes)
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                return None
+            if not (isinstance(message, dict) and len(message) == 1 and "progress" in message):
+                return message
+            event = progress.parse(message["progress"])
+            if event is None or on_progress is None:
+                continue
+            try:
+                on_progress(event)
+            except Exception:  # the caller's bug must not break the call
+                log.exception("on_progress failed")
 
     def _release(self, worker: _Worker) -> None:
         worker.calls += 1

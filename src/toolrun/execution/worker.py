@@ -1,7 +1,9 @@
 """The child side of :class:`~toolrun.execution.pool.WorkerPool`: receive a call, run it, answer.
 
 Both directions carry frames of an 8-byte big-endian length and UTF-8 JSON: the request is
-``{"target", "arguments"}``, the answer a ``Response.to_dict()``. JSON rather than pickle because
+``{"target", "arguments"}``, the answer a ``Response.to_dict()``. Before its answer, a call may
+send any number of progress frames, ``{"progress": {"fraction", "message", "data"}}`` (from
+:func:`toolrun.progress.report`); none follows the answer. JSON rather than pickle because
 the parent must never unpickle bytes that untrusted tool code could forge.
 
 This module is imported by every worker, so it stays small and imports nothing heavy.
@@ -25,6 +27,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, BinaryIO
 
+from toolrun import progress
 from toolrun.response import Response
 
 HEADER = struct.Struct("!Q")
@@ -124,6 +127,32 @@ def recv_frame(stream: BinaryIO) -> bytes:
     return payload
 
 
+class _Sender:
+    """Writes this worker's frames. A tool may report progress from any of its threads: the
+    lock keeps frames whole, and once the answer is sent the call's reports go nowhere (a
+    thread the tool left behind cannot write into the next call's answer)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.in_call = False
+
+    def begin(self) -> None:
+        with self.lock:
+            self.in_call = True
+
+    def progress(self, event: dict[str, Any]) -> None:
+        payload = json.dumps({"progress": event}, ensure_ascii=False).encode()
+        with self.lock:
+            if self.in_call:
+                send_frame(self.sock, payload)
+
+    def answer(self, payload: bytes) -> None:
+        with self.lock:
+            self.in_call = False
+            send_frame(self.sock, payload)
+
+
 def _watch_pool(sock: socket.socket) -> None:
     """Kill this worker's process group (the tool's children too) once the pool's end of the
     socket closes, even in the middle of a call: that is how workers end when the API
@@ -159,11 +188,14 @@ def main(sock: socket.socket, extra_sys_path: Sequence[str]) -> None:
             sys.path.insert(0, entry)
     cache: dict[str, Callable[..., Any]] = {}
     stream = sock.makefile("rb")
+    sender = _Sender(sock)
+    progress.set_process_sink(sender.progress)
     with contextlib.suppress(EOFError, ConnectionError), asyncio.Runner() as runner:
         send_frame(sock, json.dumps({"ready": os.getpid()}).encode())
         while True:  # until the pool closes its end
             request = json.loads(recv_frame(stream))
+            sender.begin()
             response = run_call(
                 request["target"], request["arguments"], cache, runner, request.get("folder")
             )
-            send_frame(sock, encode(response))
+            sender.answer(encode(response))

@@ -8,7 +8,18 @@ are copied into columns for lookups and version resolution.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
@@ -41,4 +52,14 @@ jobs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # 0002: job semantics (retries, idempotency keys, dead letters, progress)
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("dead_letter_reason", String(16), nullable=True),
+    Column("dead_lettered_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("retry_of", String(36), nullable=True),
+    Column("progress", JsonDoc, nullable=True),
+    # One job per key, whoever submits it first: the race between two submits is settled here.
+    Index("ux_jobs_idempotency_key", "idempotency_key", unique=True),
 )

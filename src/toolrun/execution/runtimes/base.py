@@ -26,6 +26,10 @@ class RuntimeRunner(ABC):
     async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release what :meth:`start` (or the first call) acquired."""
 
+    async def check(self, tool: Tool) -> None:  # noqa: B027 (optional hook)
+        """Raise :class:`~toolrun.errors.NotExecutable` if ``tool`` cannot run here at all
+        (checked when a call is submitted, so the caller hears it at once)."""
+
     @abstractmethod
     async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
         """One call of ``tool`` with ``arguments``, stopped after ``timeout_s`` seconds."""
@@ -36,10 +40,14 @@ class RuntimeRunner(ABC):
         arguments: dict[str, Any],
         timeout_s: float,
         on_start: Callable[[], Awaitable[None]] | None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> Response:
         """:meth:`run`, after awaiting ``on_start`` when the call really starts (here: at
         once; runners that wait for a resource first await it once they have it). If
-        ``on_start`` raises, the call does not happen."""
+        ``on_start`` raises, the call does not happen.
+
+        ``on_progress`` receives the tool's progress reports (:mod:`toolrun.progress`), on the
+        event loop, for runners that can carry them (Python tools); the others ignore it."""
         if on_start is not None:
             await on_start()
         return await self.run(tool, arguments, timeout_s)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from toolrun import progress
 from toolrun.errors import NotExecutable
 from toolrun.execution.pool import WorkerPool
 from toolrun.execution.runtimes.base import RuntimeRunner
@@ -18,6 +20,10 @@ from toolrun.registry.tool import Tool
 from toolrun.response import Response
 
 T = TypeVar("T")
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 def python_target(tool: Tool) -> str:
@@ -47,8 +53,10 @@ class ProcessPythonRunner(RuntimeRunner):
         arguments: dict[str, Any],
         timeout_s: float,
         on_start: Callable[[], Awaitable[None]] | None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> Response:
-        """The hook runs once a worker is free (the pool awaits it), not before."""
+        """The hook runs once a worker is free (the pool awaits it), not before; progress
+        frames come back over the worker's socket."""
         folder = tool.metadata.get(SOURCE_FOLDER)
         return await self.pool.call(
             python_target(tool),
@@ -56,6 +64,7 @@ class ProcessPythonRunner(RuntimeRunner):
             timeout_s,
             source_folder=folder if isinstance(folder, str) else None,
             on_start=on_start,
+            on_progress=on_progress,
         )
 
 
@@ -74,7 +83,25 @@ class InlinePythonRunner(RuntimeRunner):
     async def close(self) -> None:
         self._threads.close()
 
-    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
+    async def run_with_start_hook(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        on_start: Callable[[], Awaitable[None]] | None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Response:
+        if on_start is not None:
+            await on_start()
+        return await self.run(tool, arguments, timeout_s, on_progress)
+
+    async def run(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Response:
         target = python_target(tool)
         func = self._cache.get(target)
         if func is None:  # a first import may be slow: keep it off the event loop
@@ -88,7 +115,10 @@ class InlinePythonRunner(RuntimeRunner):
         deadline = asyncio.timeout(timeout_s)
         try:
             async with deadline:
-                result = await self._invoke(func, arguments)
+                if on_progress is None:  # the fast path: no context to set up
+                    result = await self._invoke(func, arguments)
+                else:
+                    result = await self._invoke_reporting(func, arguments, on_progress)
             return Response.from_value(result)
         except TimeoutError as exc:
             if deadline.expired():
@@ -103,6 +133,26 @@ class InlinePythonRunner(RuntimeRunner):
         result = await self._in_thread(func, arguments)
         if inspect.isawaitable(result):
             result = await result
+        return result
+
+    async def _invoke_reporting(
+        self,
+        func: Callable[..., Any],
+        arguments: dict[str, Any],
+        on_progress: Callable[[dict[str, Any]], None],
+    ) -> Any:
+        """:meth:`_invoke` in a context whose progress reports reach ``on_progress`` on the
+        loop, whether the tool reports from its thread or from a coroutine."""
+        loop = asyncio.get_running_loop()
+
+        def sink(event: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(on_progress, event)
+
+        context = contextvars.copy_context()
+        context.run(progress.set_call_sink, sink)
+        result = await self._in_thread(context.run, func, arguments)
+        if inspect.isawaitable(result):  # a coroutine tool: its task runs in that context
+            result = await asyncio.create_task(_await(result), context=context)
         return result
 
     async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
