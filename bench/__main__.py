@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import invoke
+from bench import invoke, scale_out
 
 
 def main() -> None:
@@ -12,6 +12,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     args = parser.parse_args()
     invoke.main(quick=args.quick)
+    scale_out.main(quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cluster import EXECUTORS, served
 from tests.processes import is_dead
 from tests.servers import toolrun_server
 from toolrun.demo.catalog import BINARY_INCREMENT
@@ -41,10 +42,26 @@ def run_seed_client(code: str, ws_port: int) -> list[dict[str, object]]:
     return [ast.literal_eval(line) for line in lines]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    with toolrun_server(tmp_path_factory.mktemp("e2e") / "data") as running:
+@pytest.fixture(scope="module", params=EXECUTORS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The embedded default, and two API processes with two Celery workers."""
+    with served(request.param, tmp_path_factory.mktemp("e2e")) as running:
         yield running
+
+
+def test_rest_invoke_queue_and_list(server) -> None:  # type: ignore[no-untyped-def]
+    reply = httpx.post(f"{server.url}/tools/{BINARY_INCREMENT}/invoke", json={"value": 5})
+    assert reply.status_code == 200 and reply.json()["structuredContent"] == {"result": 6}
+    job_id = reply.headers["X-Toolrun-Job"]
+    request = {"tool_id": "weather_lookup", "input_data": {"city": "Delhi"}}
+    queued = httpx.post(f"{server.url}/jobs", json=request)
+    assert queued.status_code == 202, queued.text
+    done = httpx.get(
+        f"{server.url}/jobs/{queued.json()['uuid']}", params={"wait_s": 30}, timeout=40
+    ).json()
+    assert done["status"] == "succeeded" and done["output"] == {"temperature": 28, "unit": "C"}
+    listed = [job["uuid"] for job in httpx.get(f"{server.url}/jobs", params={"limit": 50}).json()]
+    assert {job_id, done["uuid"]} <= set(listed)
 
 
 def test_seed_websocket_clients_run_unchanged(server) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,10 @@
-"""Wires the embedded platform together: store, executor, runner, demo tools, discovery.
+"""Wires the platform together: store, executor, runner, demo tools, discovery.
 
-One ``Platform`` per process; the server, the CLI and tests build it from a
-:class:`~toolrun.config.Settings` and ``await start()`` / ``await close()`` it.
+The executor is the embedded :class:`~toolrun.execution.local.LocalExecutor` (with its own
+worker pool) unless ``settings.executor`` is ``celery``: then ``toolrun worker`` processes run
+the jobs and this process has no pool. One ``Platform`` per process; the server, the CLI and
+tests build it from a :class:`~toolrun.config.Settings` and ``await start()`` / ``await
+close()`` it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterable
 
 from toolrun.config import Settings
 from toolrun.errors import InvalidDefinition
+from toolrun.execution.base import Executor
 from toolrun.execution.local import LocalExecutor
 from toolrun.execution.pool import WorkerPool
 from toolrun.execution.runner import ToolRunner
@@ -28,14 +32,25 @@ class Platform:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.resolved_database_url)
+        self.engine = make_engine(
+            settings.resolved_database_url, pool_size=settings.database_pool_size
+        )
         self.tools = ToolStore(self.engine)
         self.jobs = JobStore(self.engine)
-        # Folder tools are mounted in workers by their source_folder, never put on sys.path
-        # (where a folder's modules could shadow the standard library's).
-        self.pool = WorkerPool(settings.workers)
-        self.runner = ToolRunner(settings, self.pool)
-        self.executor = LocalExecutor(settings, self.tools, self.jobs, self.runner)
+        self.executor: Executor
+        self.pool: WorkerPool | None = None
+        self.runner: ToolRunner | None = None
+        if settings.executor == "celery":
+            # Scale-out: `toolrun worker` processes run the jobs; no worker pool here.
+            from toolrun.execution.celery_executor import CeleryExecutor
+
+            self.executor = CeleryExecutor(settings, self.tools, self.jobs)
+        else:
+            # Folder tools are mounted in workers by their source_folder, never put on sys.path
+            # (where a folder's modules could shadow the standard library's).
+            self.pool = WorkerPool(settings.workers)
+            self.runner = ToolRunner(settings, self.pool)
+            self.executor = LocalExecutor(settings, self.tools, self.jobs, self.runner)
         self._started = False
 
     def migrate(self) -> None:

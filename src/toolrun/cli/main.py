@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from toolrun.config import Settings
 from toolrun.errors import ToolrunError
@@ -37,9 +38,15 @@ def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
         values["data_dir"] = data_dir
     try:
         return Settings(**values)
-    except Exception as exc:  # pydantic ValidationError: show it in one line
-        fail(f"invalid settings: {exc}".splitlines()[0])
+    except ValidationError as exc:  # every problem, in one line
+        fail(f"invalid settings: {'; '.join(_problem(error) for error in exc.errors())}")
         raise
+
+
+def _problem(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {message}" if where else message
 
 
 def guarded(fn: Callable[[], T]) -> T:
@@ -144,6 +151,43 @@ def jobs(
 
     for row in guarded(lambda: list_jobs(settings_for(data_dir), limit)):
         typer.echo(row)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs run at once (default max(8, 4 x workers)).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes for Python tools.")] = None,
+    hostname: Annotated[
+        str | None, typer.Option(help="Celery node name (default toolrun-PID@host).")
+    ] = None,
+    data_dir: DataDir = None,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run jobs queued by API processes of the Celery executor (scale-out).
+
+    Needs TOOLRUN_BROKER_URL (redis:// or amqp://), TOOLRUN_DATABASE_URL (the API's store)
+    and, with RabbitMQ, TOOLRUN_EVENTS_URL (redis://). Stop with SIGTERM: running jobs finish.
+    """
+    from toolrun.cli.worker import run_worker
+
+    settings = settings_for(data_dir, executor="celery", concurrency=concurrency, workers=workers)
+    code = guarded(lambda: run_worker(settings, hostname=hostname, log_level=log_level))
+    raise typer.Exit(code)
+
+
+db_app = typer.Typer(help="The store (TOOLRUN_DATABASE_URL).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None) -> None:
+    """Migrate the store to the newest schema (idempotent); print the revision."""
+    from toolrun.cli.worker import db_upgrade as do_upgrade
+
+    revision = guarded(lambda: do_upgrade(settings_for(data_dir)))
+    typer.echo(f"database at revision {revision}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,14 +1,22 @@
-"""Engine creation and schema migration (Alembic), for SQLite and PostgreSQL."""
+"""Engine creation and schema migration (Alembic), for SQLite and PostgreSQL.
+
+On PostgreSQL every process (API replicas, workers, the CLI) keeps a pool of ``pool_size``
+connections (as many again in bursts), each checked before use (``pool_pre_ping``), so a
+database restart costs a reconnect rather than an error. Migrations take an advisory lock, so
+replicas starting at once (or ``toolrun db upgrade`` beside them) do not race.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key of schema migrations (any fixed 64-bit number; "toolrun" in ASCII).
+_MIGRATION_LOCK = 0x746F6F6C72756E
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -42,12 +50,23 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations up to ``revision`` on ``engine``."""
+    """Run the Alembic migrations up to ``revision`` on ``engine`` (idempotent; on PostgreSQL
+    under an advisory lock, so concurrent upgrades run one after the other)."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (None before the first migration)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
