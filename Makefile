@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean system
+
+system:  # bubblewrap and libseccomp for the sandbox tier (cheap when present)
+	scripts/system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: system $(STAMP)
 	$(BIN)/toolrun serve --demo
 
 lint: $(STAMP)
@@ -20,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: system $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

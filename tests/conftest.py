@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ PG_ADMIN_URL = os.environ.get(
     "TOOLRUN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_PYTHON_MODULES = json.dumps(
+    ["os", "hostile_tools", "gates", "job_tools", "toolrun.demo", "toolrun_fixture_pkg"]
+)
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +28,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if key.startswith("TOOLRUN_") and key != "TOOLRUN_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
     monkeypatch.setenv("TOOLRUN_DATA_DIR", str(tmp_path / "data"))
+    # The test tool modules a remote client may name as python targets (servers the tests
+    # start get it too); tests of the refusal itself set an empty list.
+    monkeypatch.setenv("TOOLRUN_REMOTE_PYTHON_MODULES", TEST_PYTHON_MODULES)
 
 
 @pytest.fixture
@@ -80,3 +87,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", workers=2, ws_port=None)
+
+
+def require_sandbox() -> None:
+    """Skip a test that needs the bubblewrap sandbox when this machine lacks it; with
+    CI=true, fail instead (CI must exercise the sandbox)."""
+    from toolrun.config import SandboxSettings
+    from toolrun.sandbox.probe import probe_with
+
+    report = probe_with(SandboxSettings())
+    if report.mode == "bubblewrap":
+        return
+    if IN_CI:
+        pytest.fail(f"the bubblewrap sandbox is required when CI=true: {report.reason}")
+    pytest.skip(f"no bubblewrap sandbox here: {report.reason}")
+
+
+@pytest.fixture
+def sandbox_available() -> None:
+    require_sandbox()

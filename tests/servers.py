@@ -58,6 +58,8 @@ def toolrun_server(
     if demo:
         args.append("--demo")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TOOLRUN_")}
+    if "TOOLRUN_REMOTE_PYTHON_MODULES" in os.environ:  # the test tool modules (conftest)
+        full_env["TOOLRUN_REMOTE_PYTHON_MODULES"] = os.environ["TOOLRUN_REMOTE_PYTHON_MODULES"]
     full_env.update(env or {})
     with log.open("wb") as sink:
         process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=full_env)

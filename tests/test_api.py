@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.http_checks import assert_error
 from toolrun.config import Settings
 from toolrun.demo.catalog import BINARY_INCREMENT
 from toolrun.registry.tool import Tool
@@ -22,16 +23,6 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", demo=True, workers=2, ws_port=None)
     with TestClient(create_app(settings)) as client:
         yield client
-
-
-def assert_error(reply: Any, status: int, type_: str, *needles: str) -> dict[str, Any]:
-    assert reply.status_code == status, reply.text
-    body = reply.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "detail"}
-    assert body["error"]["type"] == type_
-    for needle in needles:
-        assert needle in body["error"]["message"], body["error"]["message"]
-    return dict(body["error"])
 
 
 SEED_TOOL = {
@@ -352,8 +343,7 @@ def test_trust_cannot_be_granted_remotely(client: TestClient) -> None:
     folder = {"tool_metadata": {"source_folder": "/tmp"}}
     assert_error(client.put("/tool/p2", json=folder), 403, "not_permitted", "source_folder")
     assert (
-        client.get("/tool/p2", params={"format": "toolrun"}).json()["policy"]["isolation"]
-        == "process"
+        client.get("/tool/p2", params={"format": "toolrun"}).json()["policy"]["isolation"] is None
     )
 
 
@@ -435,3 +425,25 @@ def test_an_external_answer_must_be_the_tool_asked_for(ref: str, tool_id: str, o
 
     name, _, version = tool_id.partition(":")
     assert answers(ToolRef.parse(ref), Tool(name=name, version=version or None)) is ok
+
+
+def test_remote_python_targets_are_limited_to_what_the_server_offers(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", demo=True, ws_port=None)
+    settings = settings.model_copy(update={"remote_python_modules": ["json"]})
+    with TestClient(create_app(settings)) as client:
+
+        def python_tool(name: str, target: str) -> dict[str, Any]:
+            return {
+                "tool_id": name,
+                "tool_metadata": {"runtime": {"kind": "python", "target": target}},
+            }
+
+        shell = python_tool("sh", "subprocess:getoutput")
+        assert_error(client.post("/tool", json=shell), 403, "not_permitted", "subprocess:getoutput")
+        assert client.get("/tool/sh").status_code == 404
+        offered = python_tool("weather", "toolrun.demo.functions:weather_lookup")  # a demo tool's
+        assert client.post("/tool", json=offered).status_code == 201
+        assert client.post("/tool", json=python_tool("dumps", "json:dumps")).status_code == 201
+        swap = {"tool_metadata": {"runtime": {"kind": "python", "target": "os:system"}}}
+        assert_error(client.put("/tool/weather", json=swap), 403, "not_permitted", "os:system")
+        assert client.post("/tools/weather/invoke", json={"location": "Delhi"}).status_code == 200

@@ -260,6 +260,11 @@ def test_long_names_are_truncated_with_a_stable_hash() -> None:
     assert reg.execute_function_call(first, {"a": 1}).structured == {"result": 2}
 
 
+def test_a_namespace_that_cannot_be_stored_is_a_definition_error() -> None:
+    with pytest.raises(InvalidDefinition, match="namespace"):
+        Registry().register(Tool(name="a"), "\ud800")  # a lone surrogate: not encodable
+
+
 def test_registry_options_are_checked() -> None:
     with pytest.raises(InvalidDefinition, match="separator"):
         Registry(separator=".")
@@ -268,7 +273,11 @@ def test_registry_options_are_checked() -> None:
 
 
 @given(
-    namespace=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=100),
+    namespace=st.text(
+        st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+        min_size=1,
+        max_size=100,
+    ),
     name=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}", fullmatch=True),
 )
 def test_every_exported_name_is_openai_safe(namespace: str, name: str) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import RunningServer, toolrun_server
+from tests.cluster import EXECUTORS, served
+from tests.conftest import require_sandbox
+from tests.servers import RunningServer
 from toolrun.config import settings_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +36,10 @@ def test_configuration_table_is_generated_from_settings() -> None:
     assert settings_table() in README
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    with toolrun_server(tmp_path_factory.mktemp("readme") / "data") as running:
+@pytest.fixture(scope="module", params=EXECUTORS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The embedded default, and two API processes with two Celery workers."""
+    with served(request.param, tmp_path_factory.mktemp("readme")) as running:
         yield running
 
 
@@ -46,6 +49,7 @@ def local(text: str, server: RunningServer) -> str:
 
 
 def test_curl_snippets_run_in_order(server: RunningServer) -> None:
+    require_sandbox()  # the tour registers and calls a code tool
     snippets = curl_blocks()
     assert len(snippets) >= 15
     outputs = []
@@ -67,6 +71,10 @@ def test_curl_snippets_run_in_order(server: RunningServer) -> None:
     assert word_count["structuredContent"] == {"result": 3}
     delhi = next(b for s, b in outputs if "weather_lookup/invoke" in s)
     assert delhi["structuredContent"] == {"temperature": 28, "unit": "C"}
+    fib = next(b for s, b in outputs if "fib/invoke" in s)
+    assert fib["structuredContent"] == {"result": 12586269025}
+    isolation = next(b for s, b in outputs if s.startswith("curl http://localhost:8000/isolation"))
+    assert isolation["sandbox"]["available"] is True
     registered = next(b for s, b in outputs if "/tool/register/" in s)
     assert registered["tool_id"] == "binary-increment-tool"
     assert by_call["curl http://localhost:8000/function/weather_lookup:latest"]["function_id"] == (

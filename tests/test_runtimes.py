@@ -24,6 +24,7 @@ from toolrun.execution.pool import WorkerPool
 from toolrun.execution.runner import ToolRunner
 from toolrun.execution.runtimes import CommandRunner, HttpRunner, InlinePythonRunner
 from toolrun.registry.tool import Tool
+from toolrun.response import Response
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "s3cret-t0ken/+="
@@ -442,3 +443,27 @@ async def test_http_failures_are_results(upstream: Upstream, tmp_path: Path) -> 
         assert unfilled.is_error and "cannot build the URL" in unfilled.text
     finally:
         await small.close()
+
+
+async def test_a_runner_that_answers_before_starting_still_reports_the_start(
+    tmp_path: Path,
+) -> None:
+    """The executor learns from ``on_start`` that a call began; a runner that refuses before
+    starting anything (e.g. a program it may not copy into the sandbox) must not leave the
+    job waiting for a start that never comes."""
+
+    class Refusing(CommandRunner):
+        async def run_with_start_hook(self, tool, arguments, timeout_s, on_start, on_progress=None):
+            return Response.error("refused before starting")
+
+    runner = ToolRunner(Settings(data_dir=tmp_path), WorkerPool(1))
+    runner.command = Refusing()
+    starts: list[str] = []
+
+    async def on_start() -> None:
+        starts.append("started")
+
+    tool = command_tool(["/bin/true"])
+    response = await runner.run(tool, {}, 5, on_start=on_start)
+    assert response.text == "refused before starting"
+    assert starts == ["started"]

@@ -7,14 +7,64 @@ this object, and tests build their own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+_BROKER_SCHEMES = _REDIS_SCHEMES | {"amqp", "amqps", "pyamqp"}
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower()
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("toolrun", appauthor=False))
+
+
+class SandboxSettings(BaseModel):
+    """The sandbox tier (``toolrun.sandbox``): where it finds its parts and its default limits
+    (a tool's policy may lower or raise the limits). ``TOOLRUN_SANDBOX__<FIELD>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bwrap: str = Field(default="bwrap", description="The bubblewrap executable.")
+    python: str | None = Field(
+        default=None,
+        description="Interpreter run inside the sandbox; default this one's when the "
+        "sandbox uid can reach it, else /usr/bin/python3.",
+    )
+    uid: int = Field(
+        default=64000, ge=1000, description="First of the uids sandboxes run as (service as root)."
+    )
+    uid_span: int = Field(default=1000, ge=1, le=100_000, description="How many such uids.")
+    fallback: Literal["refuse", "unsandboxed"] = Field(
+        default="refuse",
+        description="When bubblewrap is unavailable: refuse sandbox tools (default), or run "
+        "them as a plain child process with rlimits and Landlock only (weaker; operator opt-in).",
+    )
+    cpu_s: float | None = Field(
+        default=None, gt=0, description="CPU seconds per call; default the call's time limit."
+    )
+    memory_mb: int = Field(default=512, ge=16, description="Memory per call (cgroup).")
+    pids: int = Field(default=64, ge=4, description="Processes and threads per call.")
+    scratch_mb: int = Field(default=64, ge=1, description="Size of the /tmp scratch tmpfs.")
+    file_mb: int = Field(default=64, ge=1, description="Largest file a call may write.")
+    nofile: int = Field(default=256, ge=16, description="Open files per process.")
+    output_bytes: int = Field(default=1 << 20, ge=1024, description="stdout+stderr per call.")
+    max_memory_mb: int = Field(
+        default=4096, ge=16, description="Largest memory_mb a tool's policy may ask for."
+    )
+    max_output_bytes: int = Field(
+        default=16 << 20, ge=1024, description="Largest output_bytes a tool's policy may ask for."
+    )
+    result_bytes: int = Field(default=8 << 20, ge=1024, description="Result JSON per call.")
+    container_engine: str | None = Field(
+        default=None, description="docker or podman for container tools; default: found on PATH."
+    )
 
 
 class Settings(BaseSettings):
@@ -69,6 +119,90 @@ class Settings(BaseSettings):
         description="Packages whose modules' public functions are registered (JSON list).",
     )
     demo: bool = Field(default=False, description="Register the demo tools at start-up.")
+    remote_python_modules: list[str] = Field(
+        default_factory=list,
+        description="Modules (with their submodules) whose functions a remote client may name "
+        "as a python tool's target (JSON list); besides these, only targets of tools already "
+        "in the registry (the operator's).",
+    )
+    sandbox: SandboxSettings = Field(
+        default_factory=SandboxSettings, description="The sandbox tier (nested, see below)."
+    )
+
+    # -- scale-out: Celery workers, PostgreSQL, Redis pub/sub (docs/scale-out.md) ---------------
+    executor: Literal["local", "celery"] = Field(
+        default="local",
+        description="local: jobs run in the API process's own worker pool. celery: API "
+        "processes queue jobs on the broker and `toolrun worker` processes run them.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (executor=celery): redis://host:6379/0 or "
+        "amqp://user:password@host:5672//.",
+    )
+    events_url: str | None = Field(
+        default=None,
+        description="Redis that carries job events between workers and API replicas "
+        "(redis://host:6379/0); default the broker_url when that is Redis.",
+    )
+    celery_queue: str = Field(
+        default="toolrun",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Celery queue of the jobs, also the prefix of the event channels and job "
+        "leases: deployments sharing a broker use different names.",
+    )
+    job_lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A worker renews its claim on a running job every third of this; a job "
+        "whose worker died is taken over by another once the claim lapses.",
+    )
+    broker_visibility_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Redis broker: a job taken by a worker that vanished (kill -9, lost "
+        "machine) is delivered again after this long (RabbitMQ does so at once).",
+    )
+    database_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections each process keeps open (as many again in bursts).",
+    )
+
+    # -- job semantics (docs/jobs.md) ---------------------------------------------------------
+    max_job_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="A job still queued this long after it was created is not run: it fails "
+        "as expired and is dead-lettered. A tool's policy.max_age_s overrides it; none: no limit.",
+    )
+
+    @model_validator(mode="after")
+    def _scale_out_urls(self) -> Settings:
+        if self.executor == "celery" and not self.broker_url:
+            raise ValueError("executor=celery needs TOOLRUN_BROKER_URL (redis:// or amqp://)")
+        if self.broker_url and _scheme(self.broker_url) not in _BROKER_SCHEMES:
+            raise ValueError(f"broker_url must start with one of {sorted(_BROKER_SCHEMES)}")
+        if self.events_url and _scheme(self.events_url) not in _REDIS_SCHEMES:
+            raise ValueError("events_url must be a Redis URL (redis://, rediss:// or unix://)")
+        if self.executor == "celery" and self.resolved_events_url is None:
+            raise ValueError(
+                "executor=celery with a RabbitMQ broker needs TOOLRUN_EVENTS_URL (redis://...) "
+                "for job events"
+            )
+        return self
+
+    @property
+    def resolved_events_url(self) -> str | None:
+        """Where job events go: ``events_url``, else the broker when that is Redis."""
+        if self.events_url:
+            return self.events_url
+        if self.broker_url and _scheme(self.broker_url) in _REDIS_SCHEMES:
+            return self.broker_url
+        return None
 
     @property
     def resolved_database_url(self) -> str:
@@ -79,12 +213,20 @@ class Settings(BaseSettings):
 
 def settings_table() -> str:
     """The README's configuration table, generated from :class:`Settings` (a test keeps the
-    README in step)."""
+    README in step). Nested models get one row per field (``TOOLRUN_SANDBOX__MEMORY_MB``)."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for name, field in Settings.model_fields.items():
-        if field.default_factory is not None:
-            default = {"data_dir": "per-user data dir"}.get(name, "empty")
-        else:
-            default = "none" if field.default is None else str(field.default)
-        rows.append(f"| `TOOLRUN_{name.upper()}` | {default} | {field.description or ''} |")
+
+    def add(prefix: str, model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                add(f"{prefix}{name.upper()}__", annotation)
+                continue
+            if field.default_factory is not None:
+                default = {"data_dir": "per-user data dir"}.get(name, "empty")
+            else:
+                default = "none" if field.default is None else str(field.default)
+            rows.append(f"| `{prefix}{name.upper()}` | {default} | {field.description or ''} |")
+
+    add("TOOLRUN_", Settings)
     return "\n".join(rows)

@@ -50,8 +50,20 @@ def protect_process_secrets() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
+def configure_logging(level: str) -> None:
+    """toolrun's own messages (the isolation report at start-up among them) beside uvicorn's."""
+    logger = logging.getLogger("toolrun")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level.upper())
+
+
 async def serve(settings: Settings, *, log_level: str = "info") -> None:
     """Serve until interrupted. Both ports answer every route (REST and WebSocket)."""
+    configure_logging(log_level)
     protect_process_secrets()
     sockets = [bind(settings.host, settings.port)]
     if settings.ws_port and settings.ws_port != settings.port:

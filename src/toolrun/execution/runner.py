@@ -1,7 +1,9 @@
 """``ToolRunner``: one call of any tool, dispatched to the runner of its runtime kind.
 
 Python tools run in a worker process unless the tool is trusted (``isolation="inline"``);
-command and HTTP tools never run tool code in the API process whatever their isolation.
+``code`` tools and tools whose isolation is ``sandbox`` run in the sandbox tier
+(:mod:`toolrun.sandbox`); command, HTTP and container tools never run tool code in the API
+process whatever their isolation.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from toolrun.execution.runtimes import (
     ProcessPythonRunner,
     RuntimeRunner,
 )
-from toolrun.registry.runtimes import CommandRuntime, HttpRuntime, PythonRuntime
+from toolrun.execution.runtimes.container import ContainerRunner
+from toolrun.execution.runtimes.sandboxed import SandboxRunner
+from toolrun.registry.runtimes import (
+    CodeRuntime,
+    CommandRuntime,
+    ContainerRuntime,
+    HttpRuntime,
+    PythonRuntime,
+)
 from toolrun.registry.tool import Tool
 from toolrun.response import Response
 
@@ -40,11 +50,15 @@ class ToolRunner:
         self.process = ProcessPythonRunner(self.pool)
         self.command = CommandRunner()
         self.http = HttpRunner(settings)
+        self.sandbox = SandboxRunner(settings)
+        self.container = ContainerRunner(settings)
         self._runners: tuple[RuntimeRunner, ...] = (
             self.inline,
             self.process,
             self.command,
             self.http,
+            self.sandbox,
+            self.container,
         )
 
     async def start(self) -> None:
@@ -64,13 +78,25 @@ class ToolRunner:
                 f"tool {tool.id!r} has no runtime, so it cannot be called; "
                 "give it a python, command or http runtime"
             )
+        isolation = tool.isolation
+        if isinstance(runtime, CodeRuntime):
+            return self.sandbox  # code came over the API: the sandbox tier, whatever else
         if isinstance(runtime, PythonRuntime):
-            return self.inline if tool.policy.trusted else self.process
+            if isolation == "sandbox":
+                return self.sandbox  # which refuses it, saying why
+            return self.inline if isolation == "inline" else self.process
         if isinstance(runtime, CommandRuntime):
-            return self.command
+            return self.sandbox if isolation == "sandbox" else self.command
         if isinstance(runtime, HttpRuntime):
             return self.http
+        if isinstance(runtime, ContainerRuntime):
+            return self.container
         raise NotExecutable(f"tool {tool.id!r}: runtime kind {runtime.kind!r} cannot run here")
+
+    async def check(self, tool: Tool) -> None:
+        """Raise :class:`NotExecutable` (with the reason) if ``tool`` cannot run here: no
+        runtime, or a tier this machine lacks (no sandbox, no container engine)."""
+        await self.runner_for(tool).check(tool)
 
     def timeout_for(self, tool: Tool, timeout_s: float | None) -> float:
         """The given limit, else the tool's, else the default; never above the maximum."""
@@ -84,11 +110,29 @@ class ToolRunner:
         timeout_s: float | None = None,
         *,
         on_start: Callable[[], Awaitable[None]] | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> Response:
         """One call; the tool's own failures come back as isError Responses.
 
         ``on_start`` is awaited when the call really starts: for a worker-process tool once a
-        worker is free, for the others at once. If it raises, the call does not happen."""
+        worker is free, for the others at once. If it raises, the call does not happen.
+        ``on_progress`` receives the tool's progress reports (Python tools), on the loop."""
         runner = self.runner_for(tool)
         limit = self.timeout_for(tool, timeout_s)
-        return await runner.run_with_start_hook(tool, arguments, limit, on_start)
+        if on_start is None:
+            return await runner.run_with_start_hook(
+                tool, arguments, limit, None, on_progress=on_progress
+            )
+        started = False
+
+        async def start_once() -> None:
+            nonlocal started
+            started = True
+            await on_start()
+
+        response = await runner.run_with_start_hook(
+            tool, arguments, limit, start_once, on_progress=on_progress
+        )
+        if not started:  # a runner that answered before starting anything (a refusal): the
+            await on_start()  # caller still learns the call began, so it can store the answer
+        return response

@@ -18,14 +18,17 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from toolrun.errors import InvalidDefinition
-from toolrun.registry.tool import EMPTY_OBJECT_SCHEMA, Tool, build_tool
+from toolrun.registry.tool import EMPTY_OBJECT_SCHEMA, ExecutionPolicy, Tool, build_tool
 
 Family = Literal["tool", "function"]
 OPENAI_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# Every ExecutionPolicy field may appear in *_metadata; exports always show timeout_s and
+# isolation (as seed clients expect) and the others only when they differ from the default.
+_POLICY_KEYS = tuple(ExecutionPolicy.model_fields)
+_ALWAYS_EXPORTED_POLICY = ("timeout_s", "isolation")
 SEED_METADATA_KEYS = (
-    "input_schema", "output_schema", "runtime", "version", "namespace", "timeout_s", "isolation"
+    "input_schema", "output_schema", "runtime", "version", "namespace", *_POLICY_KEYS
 )  # fmt: skip
-_POLICY_KEYS = ("timeout_s", "isolation")
 _MCP_META = "toolrun"
 
 
@@ -179,7 +182,10 @@ def to_seed(tool: Tool, family: Family = "tool") -> dict[str, Any]:
     doc = tool.to_document()
     metadata = dict(doc["metadata"])
     metadata.update({k: doc[k] for k in SEED_METADATA_KEYS if k not in _POLICY_KEYS})
-    metadata.update({k: doc["policy"][k] for k in _POLICY_KEYS})
+    defaults = ExecutionPolicy().model_dump()
+    metadata.update(
+        {k: v for k, v in doc["policy"].items() if k in _ALWAYS_EXPORTED_POLICY or v != defaults[k]}
+    )
     return {
         f"{p}_id": tool.id,
         f"{p}_search_tags": doc["tags"],

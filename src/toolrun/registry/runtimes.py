@@ -5,10 +5,11 @@ Runtimes are data; the code that executes each kind lives in ``toolrun.execution
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -86,5 +87,45 @@ class HttpRuntime(_RuntimeBase):
         return value
 
 
-Runtime = Annotated[PythonRuntime | CommandRuntime | HttpRuntime, Field(discriminator="kind")]
-RUNTIME_KINDS = ("python", "command", "http")
+class CodeRuntime(_RuntimeBase):
+    """Python source stored with the tool. ``entrypoint`` is called with the arguments as
+    keyword arguments and its return value is the result. Code runs in the sandbox tier only:
+    it arrives over the API, so nothing vouches for it."""
+
+    kind: Literal["code"] = "code"
+    source: str = Field(min_length=1, max_length=1_000_000, description="Python source.")
+    entrypoint: str = Field(default="main", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _compiles(self) -> CodeRuntime:
+        try:
+            tree = ast.parse(self.source, filename="<tool source>")
+        except SyntaxError as exc:
+            raise ValueError(f"source does not compile: line {exc.lineno}: {exc.msg}") from None
+        defined = {
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        if self.entrypoint not in defined:
+            raise ValueError(
+                f"source defines no top-level function {self.entrypoint!r} (the entrypoint)"
+            )
+        return self
+
+
+class ContainerRuntime(_RuntimeBase):
+    """A container image run with docker or podman: the arguments go to stdin as JSON and the
+    result is read from stdout, as for ``command`` in ``stdin_json`` mode."""
+
+    kind: Literal["container"] = "container"
+    image: str = Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+    command: list[str] = Field(default_factory=list, description="Overrides the entrypoint args.")
+    engine: Literal["auto", "docker", "podman"] = "auto"
+
+
+Runtime = Annotated[
+    PythonRuntime | CommandRuntime | HttpRuntime | CodeRuntime | ContainerRuntime,
+    Field(discriminator="kind"),
+]
+RUNTIME_KINDS = ("python", "command", "http", "code", "container")

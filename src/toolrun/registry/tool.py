@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,17 +19,73 @@ from toolrun.registry.regex import check_patterns
 from toolrun.registry.runtimes import Runtime
 
 EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
-Isolation = Literal["inline", "process"]
+Isolation = Literal["inline", "process", "sandbox"]
+Network = Literal["none", "loopback"]
+
+
+class RetryPolicy(BaseModel):
+    """Retries of a failed attempt (an error result, a timeout or a crashed worker), with
+    exponential backoff: attempt ``n`` waits ``min(backoff_s * factor**(n-1), backoff_max_s)``.
+    Delivery is at-least-once, so only tools that are safe to repeat should retry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(default=1, ge=1, le=20, description="1: no retry.")
+    backoff_s: float = Field(default=1.0, ge=0, le=3600)
+    backoff_factor: float = Field(default=2.0, ge=1, le=10)
+    backoff_max_s: float = Field(default=60.0, ge=0, le=86400)
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt number ``attempt`` (2 is the first retry)."""
+        if attempt <= 1:
+            return 0.0
+        return float(min(self.backoff_s * self.backoff_factor ** (attempt - 2), self.backoff_max_s))
+
+
+class RateLimit(BaseModel):
+    """At most ``calls`` starts of the tool per ``per_s`` seconds (a token bucket)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    calls: int = Field(ge=1, le=1_000_000)
+    per_s: float = Field(gt=0, le=86400)
 
 
 class ExecutionPolicy(BaseModel):
-    """Limits of a call. ``isolation="inline"`` marks a tool *trusted*: it may run inside the
-    API process (the fast path); every other tool runs in a worker process."""
+    """Limits of a call and where it runs.
+
+    ``isolation``: ``inline`` marks a tool *trusted* (it may run inside the API process, the
+    fast path); ``process`` runs it in a worker process; ``sandbox`` runs it in a bubblewrap
+    sandbox with seccomp, Landlock, rlimits and a cgroup (see ``toolrun.sandbox``). ``None``
+    means the default of the tool's runtime: ``sandbox`` for ``code``, ``process`` otherwise
+    (the API stores ``sandbox`` explicitly for command tools registered over the network).
+
+    ``cpu_s``, ``memory_mb``, ``output_bytes`` and ``network`` apply in the sandbox; ``None``
+    takes the server's sandbox defaults. ``env`` lists environment variables passed through
+    from the server's environment; ``secrets`` names settings secrets injected as environment
+    variables (``TOOLRUN_SECRETS__NAME`` becomes ``NAME``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout_s: float | None = Field(default=None, gt=0, description="None: the server default.")
-    isolation: Isolation = "process"
+    isolation: Isolation | None = None
+    cpu_s: float | None = Field(default=None, gt=0, le=86400)
+    memory_mb: int | None = Field(default=None, ge=16, le=1 << 20)
+    output_bytes: int | None = Field(default=None, ge=1024, le=1 << 30)
+    network: Network = "none"
+    env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list, max_length=64
+    )
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list, max_length=64
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    concurrency: int | None = Field(default=None, ge=1, le=10_000, description="Running at once.")
+    rate_limit: RateLimit | None = None
+    max_age_s: float | None = Field(
+        default=None, gt=0, description="A job still queued after this long is dead-lettered."
+    )
 
     @property
     def trusted(self) -> bool:
@@ -101,6 +157,22 @@ class Tool(BaseModel):
             raise ValueError("input_schema must describe an object (type: object)")
         return self
 
+    @model_validator(mode="after")
+    def _runtime_fits_isolation(self) -> Tool:
+        kind = self.runtime.kind if self.runtime is not None else None
+        chosen = self.policy.isolation
+        if kind == "code" and chosen not in (None, "sandbox"):
+            raise ValueError(
+                f"a code runtime runs in the sandbox tier only, not isolation {chosen!r}"
+            )
+        if kind == "python" and chosen == "sandbox":
+            raise ValueError(
+                "a python runtime imports code from the server's environment, which the "
+                "sandbox does not mount; use a code runtime (source stored with the tool) "
+                "for sandboxed Python"
+            )
+        return self
+
     @property
     def id(self) -> str:
         return make_id(self.name, self.version)
@@ -109,11 +181,19 @@ class Tool(BaseModel):
     def timeout_s(self) -> float | None:
         return self.policy.timeout_s
 
+    @property
+    def isolation(self) -> Isolation:
+        """The tier this tool runs in: its policy's, else its runtime's default."""
+        if self.policy.isolation is not None:
+            return self.policy.isolation
+        kind = self.runtime.kind if self.runtime is not None else None
+        return "sandbox" if kind == "code" else "process"
+
     def with_changes(self, **changes: Any) -> Tool:
-        """A validated copy with some fields replaced."""
+        """A validated copy with some fields replaced (:class:`InvalidDefinition` if not)."""
         data = self.model_dump()
         data.update(changes)
-        return Tool.model_validate(data)
+        return build_tool(data)
 
     def to_document(self) -> dict[str, Any]:
         """The JSON document stored and queried (toolrun's own shape, plus ``id``)."""

@@ -21,6 +21,21 @@ invocation under `/tools/{id}/invoke` and `/jobs`, WebSocket execution at `/tool
 """
 
 
+async def isolation_report(settings: Settings) -> dict[str, Any]:
+    """The sandbox probe's findings (see :mod:`toolrun.sandbox.probe`) and the tiers."""
+    from starlette.concurrency import run_in_threadpool
+
+    from toolrun.sandbox.probe import probe_with
+
+    report = await run_in_threadpool(probe_with, settings.sandbox)
+    tiers = {
+        "inline": "trusted tools only, inside the API process",
+        "process": "worker processes",
+        "sandbox": report.mode,
+    }
+    return {"tiers": tiers, **report.to_dict()}
+
+
 def create_app(settings: Settings | None = None, *, platform: Platform | None = None) -> FastAPI:
     """Build the app. The platform starts with the app's lifespan unless one is passed in
     already started (then the caller owns it)."""
@@ -50,6 +65,10 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     for family in ("tool", "function"):
         app.include_router(routes_tools.build_router(family))
     app.include_router(ws.router)
+
+    @app.get("/isolation", tags=["meta"], summary="Which isolation the sandbox tier has here")
+    async def isolation() -> dict[str, Any]:
+        return await isolation_report(settings)
 
     @app.get("/health", tags=["meta"], summary="Liveness and executor state")
     async def health() -> dict[str, Any]:

@@ -7,6 +7,7 @@ external registry).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -18,10 +19,11 @@ from toolrun.errors import InvalidDefinition, ToolNotFound, UpstreamError
 from toolrun.platform import Platform
 from toolrun.registry.formats import openai_name, to_mcp, to_openai, to_seed, tool_from_any
 from toolrun.registry.ids import ALIASES, ToolRef, Version, validate_name, validate_version
-from toolrun.registry.tool import Tool
+from toolrun.registry.query import parse_filter
+from toolrun.registry.tool import DOCUMENT_FIELDS, Tool
 from toolrun.server.deps import get_platform
 from toolrun.server.shapes import Family, parse_family_filter, update_changes
-from toolrun.server.trust import check_remote_write
+from toolrun.server.trust import check_python_target, check_remote_write, remote_defaults
 
 EXTERNAL_TIMEOUT_S = 10.0
 
@@ -87,6 +89,34 @@ def answers(wanted: ToolRef, tool: Tool) -> bool:
     return not asked.channel and got.stable and got.number == asked.number
 
 
+def remote_check(platform: Platform) -> Callable[[Tool, Tool | None], None]:
+    """Everything a remote write may not decide (see :mod:`toolrun.server.trust`)."""
+    settings = platform.settings
+
+    def is_registered(target: str) -> bool:
+        where = parse_filter({"runtime.target": target}, roots=DOCUMENT_FIELDS)
+        return bool(platform.tools.query(where, limit=1))
+
+    def check(new: Tool, current: Tool | None) -> None:
+        check_remote_write(new, current, settings.sandbox)
+        check_python_target(new, current, settings.remote_python_modules, is_registered)
+
+    return check
+
+
+def remote_changes(body: dict[str, Any], current: Tool) -> dict[str, Any]:
+    """The changes of a PUT, with the sandbox tier filled in for a command it sets."""
+    changes = update_changes(body, current)
+    try:
+        proposed = current.with_changes(**changes)
+    except InvalidDefinition:
+        return changes  # the store rejects them with the right 422
+    adjusted = remote_defaults(proposed, current)
+    if adjusted.policy != proposed.policy:
+        changes["policy"] = adjusted.policy.model_dump()
+    return changes
+
+
 def build_router(family: Family) -> APIRouter:
     router = APIRouter(tags=[f"{family}s"])
     single, plural = f"/{family}", f"/{family}s"
@@ -96,8 +126,8 @@ def build_router(family: Family) -> APIRouter:
         body: dict[str, Any] = Body(openapi_examples={"seed": {"value": TOOL_EXAMPLE}}),
         platform: Platform = Depends(get_platform),
     ) -> dict[str, Any]:
-        tool = parse_tool(body)
-        check_remote_write(tool)
+        tool = remote_defaults(parse_tool(body))
+        remote_check(platform)(tool, None)
         return to_seed(platform.tools.create(tool), family)
 
     @router.get(plural, summary=f"List every {family}")
@@ -140,7 +170,9 @@ def build_router(family: Family) -> APIRouter:
         platform: Platform = Depends(get_platform),
     ) -> dict[str, Any]:
         tool = platform.tools.update(
-            tool_id, lambda current: update_changes(body, current), check=check_remote_write
+            tool_id,
+            lambda current: remote_changes(body, current),
+            check=remote_check(platform),
         )
         return to_seed(tool, family)
 
@@ -165,7 +197,8 @@ def build_router(family: Family) -> APIRouter:
             current: Tool | None = await run_in_threadpool(platform.tools.get, tool.id)
         except ToolNotFound:
             current = None
-        check_remote_write(tool, current)
+        tool = remote_defaults(tool, current)
+        await run_in_threadpool(remote_check(platform), tool, current)
         stored = await run_in_threadpool(platform.tools.upsert, tool)
         response.headers["Location"] = f"{single}/{stored.id}"
         return to_seed(stored, family)

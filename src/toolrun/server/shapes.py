@@ -13,12 +13,12 @@ from typing import Any, Literal
 from toolrun.errors import InvalidDefinition
 from toolrun.registry.formats import seed_path_to_canonical
 from toolrun.registry.query import Filter, map_paths, parse_filter
-from toolrun.registry.tool import DOCUMENT_FIELDS, TOOL_FIELDS, Tool
+from toolrun.registry.tool import DOCUMENT_FIELDS, TOOL_FIELDS, ExecutionPolicy, Tool
 
 Family = Literal["tool", "function"]
 FAMILIES: tuple[Family, ...] = ("tool", "function")
 SCHEMA_KEYS = ("input_schema", "output_schema", "runtime", "namespace", "version")
-POLICY_KEYS = ("timeout_s", "isolation")
+POLICY_KEYS = tuple(ExecutionPolicy.model_fields)
 
 
 def other(family: Family) -> Family:

@@ -124,15 +124,10 @@ class CommandRunner(RuntimeRunner):
         runtime = tool.runtime
         if not isinstance(runtime, CommandRuntime):
             raise NotExecutable(f"tool {tool.id!r} does not have a command runtime")
-        argv = list(runtime.command)
-        stdin: bytes | None = None
-        if runtime.mode == "argv":
-            try:
-                argv += [fill_template(t, arguments, render_value)[0] for t in runtime.args]
-            except TemplateError as exc:
-                return Response.error(f"cannot build the command line: {exc}")
-        else:
-            stdin = json.dumps(arguments, ensure_ascii=False).encode()
+        try:
+            argv, stdin = build_invocation(runtime, arguments)
+        except TemplateError as exc:
+            return Response.error(f"cannot build the command line: {exc}")
 
         loop = asyncio.get_running_loop()
         try:
@@ -198,13 +193,30 @@ class CommandRunner(RuntimeRunner):
         return Response.error(message)
 
     def _result(self, stdout: _Capture) -> Response:
-        text = stdout.text()
-        if stdout.truncated:
-            note = f"[stdout truncated: {stdout.total} bytes, showing the first {stdout.limit}]"
-            return Response.from_value(f"{text}\n{note}")
-        if not text.strip():
-            return Response.from_value(None)
-        try:
-            return Response.from_value(json.loads(text))
-        except ValueError:
-            return Response.from_value(text.rstrip("\n"))
+        return stdout_result(stdout.text(), stdout.total if stdout.truncated else None)
+
+
+def build_invocation(
+    runtime: CommandRuntime, arguments: dict[str, Any]
+) -> tuple[list[str], bytes | None]:
+    """argv and stdin of one call (raises :class:`TemplateError` for a bad ``args`` template)."""
+    argv = list(runtime.command)
+    if runtime.mode == "argv":
+        argv += [fill_template(t, arguments, render_value)[0] for t in runtime.args]
+        return argv, None
+    return argv, json.dumps(arguments, ensure_ascii=False).encode()
+
+
+def stdout_result(text: str, truncated_total: int | None = None) -> Response:
+    """A command's stdout as its result: JSON when it parses as JSON, else text.
+    ``truncated_total``: the size of the whole output when only ``text`` was kept."""
+    if truncated_total is not None:
+        shown = len(text.encode())
+        note = f"[stdout truncated: {truncated_total} bytes, showing the first {shown}]"
+        return Response.from_value(f"{text}\n{note}")
+    if not text.strip():
+        return Response.from_value(None)
+    try:
+        return Response.from_value(json.loads(text))
+    except ValueError:
+        return Response.from_value(text.rstrip("\n"))

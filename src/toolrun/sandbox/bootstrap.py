@@ -1,0 +1,208 @@
+"""The first Python that runs inside the sandbox (standard library only; never imports toolrun).
+
+The launcher starts ``python -I -S -B -c <this source> REQUEST_FD RESULT_FD`` inside
+bubblewrap. This program reads the run's request (JSON) from ``REQUEST_FD`` and closes it,
+lowers the resource limits, installs the environment, applies a Landlock ruleset where the
+kernel has one, closes every other inherited descriptor, and then either
+
+* ``mode="code"``: executes the tool's source and calls its entrypoint with the arguments,
+  writing ``{"result": ...}`` (or ``{"error": {...}}``) as one JSON line to ``RESULT_FD``; or
+* ``mode="exec"``: replaces itself with a command (limits and Landlock carry over exec).
+
+Tool code may report progress with ``from toolrun.progress import report`` (a stand-in module
+installed here that writes ``{"progress": {...}}`` lines to the same descriptor). The host
+reads that descriptor as size-capped JSON lines and never trusts the code's stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
+_PR_SET_NO_NEW_PRIVS = 38
+_RLIMITS = {
+    "cpu": "RLIMIT_CPU",
+    "as": "RLIMIT_AS",
+    "fsize": "RLIMIT_FSIZE",
+    "nofile": "RLIMIT_NOFILE",
+    "nproc": "RLIMIT_NPROC",
+    "core": "RLIMIT_CORE",
+}
+
+
+def _read_all(fd: int) -> Any:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return json.loads(b"".join(chunks).decode("utf-8"))
+
+
+def _set_rlimits(limits: dict[str, list[int]]) -> None:
+    import resource
+
+    for key, (soft, hard) in limits.items():
+        which = getattr(resource, _RLIMITS[key])
+        resource.setrlimit(which, (soft, hard))
+
+
+def _landlock(spec: dict[str, Any]) -> int:
+    """Restrict this process and its children to the paths in ``spec``; returns the ABI
+    version applied (0: the kernel has no Landlock)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(_LANDLOCK_CREATE_RULESET, None, 0, 1)
+    if abi < 1:
+        return 0
+    execute, write_file, read_file, read_dir = 1, 2, 4, 8
+    all_fs = (1 << 13) - 1
+    if abi >= 2:
+        all_fs |= 1 << 13  # REFER
+    if abi >= 3:
+        all_fs |= 1 << 14  # TRUNCATE
+    if abi >= 5:
+        all_fs |= 1 << 15  # IOCTL_DEV
+    file_rights = execute | write_file | read_file | (all_fs & ((1 << 14) | (1 << 15)))
+    net = 3 if abi >= 4 and spec["deny_tcp"] else 0  # BIND_TCP | CONNECT_TCP, no rule allows
+    scoped = 3 if abi >= 6 else 0  # abstract unix sockets and signals stay inside the domain
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    attr = RulesetAttr(all_fs, net, scoped)
+    size = 8 if abi < 4 else (16 if abi < 6 else 24)
+    ruleset = libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), size, 0)
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+    grants = [(p, execute | read_file | read_dir) for p in spec["read"]]
+    grants += [(p, read_file | write_file | read_dir | (all_fs & (1 << 15))) for p in spec["dev"]]
+    grants += [(p, all_fs) for p in spec["write"]]
+    for path, allowed in grants:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if not os.path.isdir(path):
+                allowed &= file_rights
+            rule = PathBeneath(allowed & all_fs, fd)
+            if libc.syscall(_LANDLOCK_ADD_RULE, ruleset, 1, ctypes.byref(rule), 0) < 0:
+                raise OSError(ctypes.get_errno(), "landlock_add_rule " + path)
+        finally:
+            os.close(fd)
+    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if libc.syscall(_LANDLOCK_RESTRICT_SELF, ruleset, 0) < 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    os.close(ruleset)
+    return int(abi)
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    top = 1 << 16
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, top)
+
+
+class _Channel:
+    """JSON lines to the host over the private result descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, frame: dict[str, Any]) -> None:
+        data = (json.dumps(frame, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+
+def _install_progress(channel: _Channel) -> None:
+    import types
+
+    def report(fraction: float | None = None, message: str | None = None, **data: Any) -> None:
+        """Report progress of this call: a fraction 0..1, a message, any JSON data. The host
+        checks every report again (``toolrun.progress.parse``) and drops invalid ones."""
+        event = {"fraction": fraction, "message": message, "data": data}
+        try:
+            channel.send({"progress": event})
+        except (TypeError, ValueError) as exc:
+            raise TypeError("progress data must be JSON values: {}".format(exc)) from None  # noqa: UP032
+
+    package = types.ModuleType("toolrun")
+    package.__path__ = []
+    module = types.ModuleType("toolrun.progress")
+    setattr(module, "report", report)  # noqa: B010 (a module built at run time)
+    setattr(package, "progress", module)  # noqa: B010
+    sys.modules["toolrun"] = package
+    sys.modules["toolrun.progress"] = module
+
+
+def _run_code(request: dict[str, Any], channel: _Channel) -> None:
+    import traceback
+
+    namespace: dict[str, Any] = {"__name__": "__toolrun_code__", "__builtins__": __builtins__}
+    try:
+        code = compile(request["source"], "<tool>", "exec")
+        exec(code, namespace)
+        function = namespace[request["entrypoint"]]
+        value = function(**request["arguments"])
+        if hasattr(value, "__await__"):
+            import asyncio
+
+            async def _await(awaitable: Any) -> Any:
+                return await awaitable
+
+            value = asyncio.run(_await(value))
+    except Exception as exc:  # the tool's own failure: reported, not a crash of the sandbox
+        frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        text = "".join(frames)[-8000:]
+        channel.send({"error": {"type": type(exc).__name__, "message": str(exc), "trace": text}})
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    try:
+        channel.send({"result": value})
+    except (TypeError, ValueError) as exc:
+        message = "the return value is not JSON-serializable: {}".format(exc)  # noqa: UP032
+        channel.send({"error": {"type": "TypeError", "message": message, "trace": ""}})
+        os._exit(1)
+
+
+def main() -> None:
+    request_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
+    request = _read_all(request_fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    _set_rlimits(request["rlimits"])
+    if request.get("landlock"):
+        _landlock(request["landlock"])
+    if request["mode"] == "exec":
+        _close_other_fds(set())
+        argv = request["argv"]
+        os.execve(argv[0], argv, request["env"])
+    _close_other_fds({result_fd})
+    channel = _Channel(result_fd)
+    _install_progress(channel)
+    _run_code(request, channel)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    main()
