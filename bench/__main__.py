@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import invoke, scale_out
+from bench import invoke, sandbox, scale_out
 
 
 def main() -> None:
@@ -13,6 +13,7 @@ def main() -> None:
     args = parser.parse_args()
     invoke.main(quick=args.quick)
     scale_out.main(quick=args.quick)
+    sandbox.main(quick=args.quick)
 
 
 if __name__ == "__main__":
