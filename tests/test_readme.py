@@ -71,6 +71,9 @@ def test_curl_snippets_run_in_order(server: RunningServer) -> None:
     assert word_count["structuredContent"] == {"result": 3}
     delhi = next(b for s, b in outputs if "weather_lookup/invoke" in s)
     assert delhi["structuredContent"] == {"temperature": 28, "unit": "C"}
+    executed = next(b for s, b in outputs if "/execute" in s)
+    assert executed["status"] == "executed" and executed["function"].startswith("weather_lookup")
+    assert executed["arguments"]["city"] == "Delhi"
     fib = next(b for s, b in outputs if "fib/invoke" in s)
     assert fib["structuredContent"] == {"result": 12586269025}
     isolation = next(b for s, b in outputs if s.startswith("curl http://localhost:8000/isolation"))

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from toolrun import __version__
 from toolrun.config import Settings
 from toolrun.platform import Platform
-from toolrun.server import routes_jobs, routes_tools, ws
+from toolrun.server import routes_execute, routes_jobs, routes_search, routes_tools, ws
 from toolrun.server.errors import install_error_handlers
 
 DESCRIPTION = """\
@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(routes_jobs.router)  # first: invocation is the hot path to match
     for family in ("tool", "function"):
         app.include_router(routes_tools.build_router(family))
+    app.include_router(routes_search.router)
     app.include_router(ws.router)
+    app.include_router(routes_execute.router)
 
     @app.get("/isolation", tags=["meta"], summary="Which isolation the sandbox tier has here")
     async def isolation() -> dict[str, Any]:

@@ -63,3 +63,17 @@ jobs = Table(
     # One job per key, whoever submits it first: the race between two submits is settled here.
     Index("ux_jobs_idempotency_key", "idempotency_key", unique=True),
 )
+
+# 0003: natural-language sessions, one row per turn of POST /execute
+session_turns = Table(
+    "session_turns",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(128), nullable=False, index=True),
+    Column("prompt", Text, nullable=False),
+    Column("tool_id", String(300), nullable=True),
+    Column("arguments", JsonDoc, nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("result", JsonDoc, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
