@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import invoke, retrieval, sandbox, scale_out
+from bench import invoke, nl, retrieval, sandbox, scale_out
 
 
 def main() -> None:
@@ -15,6 +15,7 @@ def main() -> None:
     scale_out.main(quick=args.quick)
     sandbox.main(quick=args.quick)
     retrieval.main(quick=args.quick)
+    nl.main(quick=args.quick)
 
 
 if __name__ == "__main__":
