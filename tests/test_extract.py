@@ -222,3 +222,36 @@ def test_extraction_is_deterministic() -> None:
 def test_an_empty_schema_takes_nothing() -> None:
     found = extract_arguments("do 5 things in Paris", {"type": "object"}, now=NOW)
     assert found.arguments == {} and found.missing == []
+
+
+def test_a_parameter_named_in_the_prompt_takes_its_value() -> None:
+    """``a=2``, ``unit: F``, ``limit is 10``: the prompt names the parameter, so the value is
+    its own, whatever the descriptions suggest (BFCL simple_python_4 paired them wrongly)."""
+    quadratic = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "integer", "description": "Coefficient of x squared"},
+            "b": {"type": "integer", "description": "Coefficient of x"},
+            "c": {"type": "integer", "description": "Constant term in the quadratic equation."},
+        },
+        "required": ["a", "b", "c"],
+    }
+    found = extract_arguments("Solve a quadratic equation where a=2, b=6, and c=5", quadratic)
+    assert found.arguments == {"a": 2, "b": 6, "c": 5}
+    assert found.evidence["a"]["source"] == "explicit"
+    named = {
+        "type": "object",
+        "properties": {
+            "unit": {"type": "string", "enum": ["C", "F"]},
+            "limit": {"type": "integer"},
+            "city": {"type": "string"},
+        },
+    }
+    prompt = 'weather with unit: F and limit is 10 for city="New York"'
+    assert extract_arguments(prompt, named).arguments == {
+        "unit": "F",
+        "limit": 10,
+        "city": "New York",
+    }
+    # A value of the wrong type is not taken on the parameter's name alone.
+    assert "limit" not in extract_arguments("limit is high", named).arguments

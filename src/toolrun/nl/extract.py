@@ -208,6 +208,25 @@ def _context(prompt: str, start: int, end: int, before: int = 4, after: int = 1)
     return frozenset(found | {_stem(w) for w in found})
 
 
+def _explicit_value(raw: str, spec: Mapping[str, Any]) -> Any:
+    """``raw`` (a word, number or quoted text the prompt assigned to a parameter) as a value of
+    the parameter's type, or None when it is not one."""
+    kind = _type_of(spec)
+    text = raw[1:-1] if raw[:1] in "\"'" and raw[-1:] == raw[:1] and len(raw) >= 2 else raw
+    if kind == "integer":
+        return int(text) if re.fullmatch(r"-?\d+", text) else None
+    if kind == "number":
+        return float(text) if re.fullmatch(r"-?\d+(?:\.\d+)?", text) else None
+    if kind == "boolean":
+        return {"true": True, "yes": True, "false": False, "no": False}.get(text.lower())
+    if kind == "string":
+        options = spec.get("enum")
+        if options:
+            return next((o for o in options if str(o).lower() == text.lower()), None)
+        return text
+    return None
+
+
 def _type_of(spec: Mapping[str, Any]) -> str:
     kind = spec.get("type")
     if isinstance(kind, list):
@@ -376,6 +395,7 @@ class _Filler:
         ]
 
     def run(self) -> Extraction:
+        self.fill_explicit()
         self.fill_enums()
         self.fill_formats()
         self.fill_booleans()
@@ -386,6 +406,27 @@ class _Filler:
         self.validate()
         self.result.missing = [r for r in self.required if r not in self.result.arguments]
         return self.result
+
+    # explicit: the prompt names the parameter ("a=2", "unit: F", "limit is 10") -------------
+
+    def fill_explicit(self) -> None:
+        for name in self.open_params():
+            spec = self.props[name]
+            link = r"\s*[=:]\s*" if len(name) == 1 else r"\s*(?:[=:]|\bis\b|\bequals?\b)\s*"
+            pattern = (
+                r"(?<![\w.])"
+                + re.escape(name)
+                + link
+                + r"(\"[^\"]*\"|'[^']*'|-?\d+(?:\.\d+)?|[A-Za-z_][\w.-]*)"
+            )
+            for m in re.finditer(pattern, self.prompt, flags=re.IGNORECASE):
+                start, end = m.span(1)
+                if _overlaps(start, end, self.used):
+                    continue
+                value = _explicit_value(m.group(1), spec)
+                if value is not None:
+                    self.take(name, value, start, end, 0.98, "explicit")
+                    break
 
     # enums ---------------------------------------------------------------------------------
 
