@@ -97,17 +97,18 @@ def require(*services: str) -> None:
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database, dropped afterwards; yields its URL."""
+def fresh_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """A new PostgreSQL database on the server of ``admin_url``, dropped afterwards; yields
+    its URL."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"toolrun_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -303,13 +303,7 @@ class JobWorker:
                 if await self._db_call(self.jobs.save_if, final, JobStatus.QUEUED):
                     await self.bus.status(job.id, final.status)
                 raise _NoLongerRunnable
-            started = job.evolve(
-                status=JobStatus.RUNNING,
-                started_at=utcnow(),
-                attempts=job.attempts + 1,
-                next_attempt_at=None,
-                progress=None,
-            )
+            started = job.started()
             if not await self._db_call(self.jobs.save_if, started, JobStatus.QUEUED):
                 raise _NoLongerRunnable
             attempt.job = started

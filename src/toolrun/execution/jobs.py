@@ -97,6 +97,17 @@ class Job:
     def evolve(self, **changes: Any) -> Job:
         return replace(self, **changes)
 
+    def started(self) -> Job:
+        """This job's next attempt has begun (a worker has it)."""
+        return replace(
+            self,
+            status=JobStatus.RUNNING,
+            started_at=utcnow(),
+            attempts=self.attempts + 1,
+            next_attempt_at=None,
+            progress=None,
+        )
+
     def answered(self, response: Response) -> Job:
         """This job ended with its tool's answer: ``succeeded``, ``failed`` (an error result)
         or ``timed_out`` (a :class:`~toolrun.response.TimedOut`, not a text that says so)."""

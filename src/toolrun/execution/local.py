@@ -27,7 +27,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from toolrun import progress
@@ -39,7 +39,7 @@ from toolrun.execution.job_feed import JobFeed
 from toolrun.execution.jobs import DeadLetterReason, Job, JobStatus, utcnow
 from toolrun.execution.recorder import JobRecorder
 from toolrun.execution.runner import ToolRunner
-from toolrun.execution.submission import CallPreparer
+from toolrun.execution.submission import CallPreparer, next_attempt
 from toolrun.execution.waiting import Entry, WaitingRoom
 from toolrun.registry.tool import ExecutionPolicy, Tool
 from toolrun.response import Response
@@ -137,7 +137,7 @@ class LocalExecutor(Executor):
                 continue
             if job.attempts < tool.policy.retry.max_attempts:
                 await self._db_call(
-                    self.jobs.save_if, self._next_attempt(job, tool, INTERRUPTED), JobStatus.RUNNING
+                    self.jobs.save_if, next_attempt(job, tool, INTERRUPTED), JobStatus.RUNNING
                 )
 
     async def close(self) -> None:
@@ -353,13 +353,7 @@ class LocalExecutor(Executor):
             if self.room.expired(job, tool):  # it waited for a worker past its maximum age
                 await self._expire(job, tool, stop_call=False)
                 raise _NoLongerQueued
-            started = job.evolve(
-                status=JobStatus.RUNNING,
-                started_at=utcnow(),
-                attempts=job.attempts + 1,
-                next_attempt_at=None,
-                progress=None,
-            )
+            started = job.started()
             write = asyncio.ensure_future(
                 self._db_call(self.jobs.save_if, started, JobStatus.QUEUED)
             )
@@ -485,20 +479,8 @@ class LocalExecutor(Executor):
     def _may_retry(job: Job, tool: Tool) -> bool:
         return job.status.dead and job.attempts < tool.policy.retry.max_attempts
 
-    @staticmethod
-    def _next_attempt(job: Job, tool: Tool, error: str) -> Job:
-        """``job`` (whose attempt failed with ``error``) queued for its next attempt."""
-        delay = tool.policy.retry.delay_before(job.attempts + 1)
-        return job.evolve(
-            status=JobStatus.QUEUED,
-            next_attempt_at=utcnow() + timedelta(seconds=delay),
-            error=f"attempt {job.attempts} failed: {error}",
-            result=None,
-            finished_at=None,
-        )
-
     async def _retry_later(self, failed: Job, tool: Tool) -> None:
-        waiting = self._next_attempt(failed, tool, failed.error or failed.status.value)
+        waiting = next_attempt(failed, tool, failed.error or failed.status.value)
         try:
             if not await self._db_call(self.jobs.save_if, waiting, JobStatus.RUNNING):
                 return  # another process ended it
@@ -530,7 +512,7 @@ class LocalExecutor(Executor):
         if it has one left, else it fails as interrupted."""
         try:
             if tool is not None and job.attempts < tool.policy.retry.max_attempts:
-                waiting = self._next_attempt(job, tool, INTERRUPTED)
+                waiting = next_attempt(job, tool, INTERRUPTED)
                 await self._db_call(self.jobs.save_if, waiting, JobStatus.RUNNING)
                 return
         except Exception:

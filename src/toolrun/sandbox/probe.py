@@ -153,33 +153,20 @@ _cache: dict[tuple[Any, ...], IsolationReport] = {}
 _cache_lock = threading.Lock()
 
 
-def cached_probe(
-    *,
-    bwrap: str = "bwrap",
-    python: str | None = None,
-    uid: int = 64000,
-    uid_span: int = 1000,
-    fallback: str = "refuse",
-) -> IsolationReport:
-    """:func:`probe`, once per process and configuration (the machine does not change)."""
-    key = (bwrap, python, uid, uid_span, fallback)
+def probe_with(config: SandboxSettings) -> IsolationReport:
+    """:func:`probe` for the sandbox settings, once per process and configuration (the
+    machine does not change while the service runs)."""
+    key = (config.bwrap, config.python, config.uid, config.uid_span, config.fallback)
     with _cache_lock:
         if key not in _cache:
             _cache[key] = probe(
-                bwrap=bwrap, python=python, uid=uid, uid_span=uid_span, fallback=fallback
+                bwrap=config.bwrap,
+                python=config.python,
+                uid=config.uid,
+                uid_span=config.uid_span,
+                fallback=config.fallback,
             )
         return _cache[key]
-
-
-def probe_with(config: SandboxSettings) -> IsolationReport:
-    """:func:`cached_probe` for the sandbox settings."""
-    return cached_probe(
-        bwrap=config.bwrap,
-        python=config.python,
-        uid=config.uid,
-        uid_span=config.uid_span,
-        fallback=config.fallback,
-    )
 
 
 def _base_host(python: str | None, uid: int, uid_span: int) -> SandboxHost | str:
