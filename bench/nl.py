@@ -31,7 +31,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolrun.nl.router import OverlapRetriever, Router
+from toolrun.nl.ranking import OverlapRetriever
+from toolrun.nl.router import Router
 from toolrun.registry.tool import Tool
 
 BFCL = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "bfcl"

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from tests.http_checks import assert_error
 from toolrun.config import Settings
-from toolrun.nl.router import DEFAULT_MIN_FIT, fit_score
+from toolrun.nl.ranking import DEFAULT_MIN_FIT, fit_score
 from toolrun.registry.tool import Tool
 from toolrun.server.app import create_app
 
