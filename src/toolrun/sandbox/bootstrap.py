@@ -1,13 +1,17 @@
 """The first Python that runs inside the sandbox (standard library only; never imports toolrun).
 
-The launcher starts ``python -I -S -B -c <this source> REQUEST_FD RESULT_FD`` inside
+The launcher starts ``python -I -S -B -c <this source> REQUEST_FD RESULT_FD [REPLY_FD]`` inside
 bubblewrap. This program reads the run's request (JSON) from ``REQUEST_FD`` and closes it,
 lowers the resource limits, installs the environment, applies a Landlock ruleset where the
 kernel has one, closes every other inherited descriptor, and then either
 
 * ``mode="code"``: executes the tool's source and calls its entrypoint with the arguments,
   writing ``{"result": ...}`` (or ``{"error": {...}}``) as one JSON line to ``RESULT_FD``; or
-* ``mode="exec"``: replaces itself with a command (limits and Landlock carry over exec).
+* ``mode="exec"``: replaces itself with a command (limits and Landlock carry over exec); or
+* ``mode="script"``: runs the source as ``__main__`` after installing the request's
+  ``stubs``: modules whose functions call registry tools through the host (a ``{"call": ...}``
+  frame out, one JSON line back on ``REPLY_FD``), so generated code and code actions run here
+  while each tool they call runs in its own tier.
 
 Tool code may report progress with ``from toolrun.progress import report`` (a stand-in module
 installed here that writes ``{"progress": {...}}`` lines to the same descriptor). The host
@@ -153,6 +157,105 @@ def _install_progress(channel: _Channel) -> None:
     sys.modules["toolrun.progress"] = module
 
 
+class ToolCallError(RuntimeError):
+    """A registry tool called from a script failed (its message says why)."""
+
+
+class _Caller:
+    """Tool calls from the script: one at a time, each answered by the host on ``REPLY_FD``."""
+
+    def __init__(self, channel: _Channel, reply_fd: int) -> None:
+        import threading
+
+        self.channel = channel
+        self.replies = os.fdopen(reply_fd, "rb")
+        self.lock = threading.Lock()
+        self.next_id = 0
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> Any:
+        with self.lock:
+            self.next_id += 1
+            try:
+                frame = {"id": self.next_id, "tool": tool, "arguments": arguments}
+                self.channel.send({"call": frame})
+            except (TypeError, ValueError) as exc:
+                raise TypeError("tool arguments must be JSON values: {}".format(exc)) from None  # noqa: UP032
+            line = self.replies.readline()
+        if not line:
+            raise ToolCallError("the host closed the call channel")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise ToolCallError("{} failed: {}".format(tool, reply["error"]))
+        return reply.get("value")
+
+
+def _stub(caller: _Caller, name: str, spec: dict[str, Any]) -> Any:
+    tool, params = spec["tool"], list(spec.get("params") or [])
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if tool == "*":  # the generic ``call(tool_id, arguments)`` of toolrun.nl.client
+            target = args[0] if args else kwargs.pop("tool_id")
+            arguments = args[1] if len(args) > 1 else kwargs.pop("arguments", None)
+            return caller.call(str(target), dict(arguments or {}))
+        if len(args) > len(params):
+            raise TypeError("{}() takes {} positional arguments".format(name, len(params)))  # noqa: UP032
+        named = dict(zip(params, args, strict=False))
+        for key in kwargs:
+            if key in named:
+                raise TypeError("{}() got multiple values for {!r}".format(name, key))  # noqa: UP032
+        named.update(kwargs)
+        return caller.call(tool, named)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = spec.get("doc") or "Calls the registry tool {}.".format(tool)  # noqa: UP032
+    return call
+
+
+def _install_stubs(stubs: dict[str, dict[str, dict[str, Any]]], caller: _Caller) -> None:
+    import types
+
+    for module_name, functions in stubs.items():
+        parts = module_name.split(".")
+        for depth in range(1, len(parts) + 1):
+            name = ".".join(parts[:depth])
+            module = sys.modules.get(name)
+            if module is None:
+                module = types.ModuleType(name)
+                sys.modules[name] = module
+                if depth > 1:
+                    setattr(sys.modules[".".join(parts[: depth - 1])], parts[depth - 1], module)
+            if depth < len(parts) and not hasattr(module, "__path__"):
+                module.__path__ = []
+        target = sys.modules[module_name]
+        for function_name, spec in functions.items():
+            setattr(target, function_name, _stub(caller, function_name, spec))
+    errors = types.ModuleType("toolrun.errors")
+    setattr(errors, "ToolCallError", ToolCallError)  # noqa: B010
+    sys.modules.setdefault("toolrun.errors", errors)
+
+
+def _run_script(request: dict[str, Any], channel: _Channel) -> None:
+    import traceback
+
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    try:
+        exec(compile(request["source"], "<script>", "exec"), namespace)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            channel.send({"error": {"type": "SystemExit", "message": str(exc.code), "trace": ""}})
+            sys.stdout.flush()
+            os._exit(1)
+    except BaseException as exc:  # the script's own failure, reported
+        frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        text = "".join(frames)[-8000:]
+        channel.send({"error": {"type": type(exc).__name__, "message": str(exc), "trace": text}})
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    channel.send({"result": None})
+
+
 def _run_code(request: dict[str, Any], channel: _Channel) -> None:
     import traceback
 
@@ -186,6 +289,7 @@ def _run_code(request: dict[str, Any], channel: _Channel) -> None:
 
 def main() -> None:
     request_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
+    reply_fd = int(sys.argv[3]) if len(sys.argv) > 3 else -1
     request = _read_all(request_fd)
     os.environ.clear()
     os.environ.update(request["env"])
@@ -196,10 +300,15 @@ def main() -> None:
         _close_other_fds(set())
         argv = request["argv"]
         os.execve(argv[0], argv, request["env"])
-    _close_other_fds({result_fd})
+    _close_other_fds({result_fd, reply_fd} - {-1})
     channel = _Channel(result_fd)
     _install_progress(channel)
-    _run_code(request, channel)
+    if request["mode"] == "script":
+        if reply_fd >= 0:
+            _install_stubs(request.get("stubs") or {}, _Caller(channel, reply_fd))
+        _run_script(request, channel)
+    else:
+        _run_code(request, channel)
     sys.stdout.flush()
     sys.stderr.flush()
 

@@ -14,7 +14,10 @@ Layers, outermost first (each is enough for some attacks, none for all):
 * a memory + pids cgroup per run (:mod:`.cgroups`) when one is writable, joined before the
   code starts (``--block-fd``), killed and removed afterwards.
 
-The result comes back over a private pipe as size-capped JSON lines, never from stdout.
+The result comes back over a private pipe as size-capped JSON lines, never from stdout. A
+``script`` run (generated code, code actions) may also call registry tools: stub functions
+send ``{"call": ...}`` frames on that pipe, the host runs each call through its ``on_call``
+(the executor, with the tool's own limits) and answers on a second pipe.
 stdout and stderr are read concurrently with one byte budget; exceeding it, or the wall-clock
 limit, kills the whole tree: the code runs as pid 1 of its own pid namespace
 (``--as-pid-1``), so killing it ends every process in the namespace, and bwrap, its direct
@@ -35,7 +38,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +55,7 @@ BOOTSTRAP_SOURCE = Path(bootstrap.__file__).read_text()
 STDERR_KEEP_BYTES = 64 << 10
 PROGRAM_DIR = "/opt/toolrun"
 MAX_PROGRESS_EVENTS = 1000
+MAX_TOOL_CALLS = 256  # per script run
 _READ_CHUNK = 1 << 16
 _START_TIMEOUT_S = 10.0
 _EMPTY_CGROUP_TIMEOUT_S = 5.0
@@ -92,11 +96,18 @@ class SandboxHost:
     landlock_abi: int
 
 
+# A script's call of a registry tool, answered by the host: ``(tool, arguments) -> reply``,
+# where the reply is ``{"value": ...}`` or ``{"error": "..."}``.
+CallHandler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
 @dataclass
 class SandboxRequest:
-    """One run: tool source and its entrypoint (``mode="code"``) or a command (``"exec"``)."""
+    """One run: tool source and its entrypoint (``mode="code"``), a command (``"exec"``) or a
+    script run as ``__main__`` (``"script"``), whose ``stubs`` (``{module: {name: {"tool":
+    id, "params": [names]}}}``) are importable functions calling ``on_call``."""
 
-    mode: Literal["code", "exec"]
+    mode: Literal["code", "exec", "script"]
     limits: SandboxLimits
     source: str = ""
     entrypoint: str = "main"
@@ -106,6 +117,8 @@ class SandboxRequest:
     env: dict[str, str] = field(default_factory=dict)
     program: tuple[str, bytes] | None = None  # exec mode: (name, content) copied in as argv[0]
     on_progress: Callable[[dict[str, Any]], None] | None = None
+    stubs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    on_call: CallHandler | None = None
 
 
 @dataclass
@@ -154,6 +167,8 @@ class Sandbox:
         """bwrap's command line, or the bare interpreter's in the unsandboxed fallback."""
         inner = [self.host.python, "-I", "-S", "-B", "-c", BOOTSTRAP_SOURCE]
         inner += [str(fds["request"]), str(fds["result"])]
+        if "reply" in fds:
+            inner.append(str(fds["reply"]))
         if self.host.bwrap is None:
             return inner
         limits = request.limits
@@ -246,6 +261,7 @@ class Sandbox:
             "source": request.source,
             "entrypoint": request.entrypoint,
             "arguments": request.arguments,
+            "stubs": request.stubs,
             "argv": argv,
             "env": env,
             "rlimits": rlimits,
@@ -283,6 +299,9 @@ class _Run:
         self.final_frame: dict[str, Any] | None = None
         self.progress: list[dict[str, Any]] = []
         self.stopped = asyncio.Event()
+        self.calls: list[asyncio.Task[None]] = []
+        self.reply: asyncio.StreamWriter | None = None
+        self.reply_lock = asyncio.Lock()
 
     async def execute(self) -> SandboxOutcome:
         started = time.monotonic()
@@ -294,8 +313,12 @@ class _Run:
                 self.cgroup = RunCgroup(host.cgroups, memory, self.limits.pids)
                 self.cgroup.create()  # inside the try: teardown removes a half-made one
             names = ["request", "result"] + (["seccomp", "info", "block"] if sandboxed else [])
+            if self.request.on_call is not None:
+                names.append("reply")
             ends = {name: self._pipe() for name in names}
             child_ends = {"request": ends["request"][0], "result": ends["result"][1]}
+            if "reply" in ends:
+                child_ends["reply"] = ends["reply"][0]
             if sandboxed:
                 _write_all(ends["seccomp"][1], build_filter(self.limits.network == "loopback"))
                 self._close(ends["seccomp"][1])
@@ -342,10 +365,18 @@ class _Run:
             for fd in child_ends.values():
                 self._close(fd)
             parent_ends = {"request": ends["request"][1], "result": ends["result"][0]}
+            if "reply" in ends:
+                self.open_fds.discard(ends["reply"][1])  # the writer owns it from here
+                self.reply = await _pipe_writer(ends["reply"][1])
             if sandboxed:
                 parent_ends.update(info=ends["info"][0], block=ends["block"][1])
             return await self._supervise(parent_ends, started)
         finally:
+            for task in self.calls:
+                task.cancel()
+            await asyncio.gather(*self.calls, return_exceptions=True)
+            if self.reply is not None:
+                self.reply.close()
             for fd in list(self.open_fds):
                 self._close(fd)
             await self._teardown()
@@ -534,11 +565,40 @@ class _Run:
                 if self.request.on_progress is not None:
                     self.request.on_progress(frame["progress"])
             return True
+        if keys == {"call"} and self.request.on_call is not None and self.reply is not None:
+            call = frame["call"]
+            if not (
+                isinstance(call, dict)
+                and isinstance(call.get("id"), int)
+                and isinstance(call.get("tool"), str)
+                and isinstance(call.get("arguments"), dict)
+            ):
+                self._stop("error", "the sandbox sent a malformed call frame")
+                return False
+            if len(self.calls) >= MAX_TOOL_CALLS:
+                self._stop("error", f"more than {MAX_TOOL_CALLS} tool calls in one run")
+                return False
+            self.calls.append(asyncio.create_task(self._answer(call)))
+            return True
         if keys in ({"result"}, {"error"}) and self.final_frame is None:
             self.final_frame = frame
             return True
         self._stop("error", "the sandbox sent a malformed result frame")
         return False
+
+    async def _answer(self, call: dict[str, Any]) -> None:
+        """Run one tool call for the script and write its reply (one JSON line)."""
+        assert self.request.on_call is not None and self.reply is not None
+        try:
+            reply = await self.request.on_call(call["tool"], call["arguments"])
+        except Exception as exc:  # the host's failure is the call's error, not the run's
+            log.warning("a script's tool call failed on the host", exc_info=True)
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        line = json.dumps({"id": call["id"], **reply}, default=str).encode() + b"\n"
+        async with self.reply_lock:
+            with contextlib.suppress(ConnectionError):  # the script is gone: nobody to tell
+                self.reply.write(line)
+                await self.reply.drain()
 
     def _outcome(self, returncode: int | None, wall_s: float) -> SandboxOutcome:
         out_of_memory = self.cgroup.out_of_memory() if self.cgroup is not None else False
@@ -575,7 +635,7 @@ class _Run:
             if final is not None and isinstance(final.get("error"), dict):
                 outcome.error = final["error"]
             return outcome
-        if self.request.mode == "code":
+        if self.request.mode in ("code", "script"):
             if final is None or "result" not in final:
                 outcome.status = "error"
                 outcome.reason = "the code exited before returning a result"
@@ -655,14 +715,19 @@ async def _read_child_pid(fd: int) -> int | None:
         transport.close()
 
 
-async def _write_and_close(fd: int, data: bytes) -> None:
-    """Write ``data`` to a pipe without blocking the event loop, then close it (EOF)."""
+async def _pipe_writer(fd: int) -> asyncio.StreamWriter:
+    """A stream writer over the write end of a pipe (which it then owns)."""
     loop = asyncio.get_running_loop()
     pipe = os.fdopen(fd, "wb", buffering=0)
     transport, protocol = await loop.connect_write_pipe(
         lambda: asyncio.streams.FlowControlMixin(loop=loop), pipe
     )
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+async def _write_and_close(fd: int, data: bytes) -> None:
+    """Write ``data`` to a pipe without blocking the event loop, then close it (EOF)."""
+    writer = await _pipe_writer(fd)
     try:
         writer.write(data)
         await writer.drain()

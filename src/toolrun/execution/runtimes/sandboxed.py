@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from toolrun import progress
-from toolrun.config import Settings
+from toolrun.config import SandboxSettings, Settings
 from toolrun.errors import NotExecutable
 from toolrun.execution.runtimes.base import RuntimeRunner, TemplateError
 from toolrun.execution.runtimes.command import (
@@ -28,7 +28,13 @@ from toolrun.execution.runtimes.command import (
 from toolrun.registry.runtimes import CodeRuntime, CommandRuntime
 from toolrun.registry.tool import Tool
 from toolrun.response import Response
-from toolrun.sandbox.launcher import Sandbox, SandboxLimits, SandboxOutcome, SandboxRequest
+from toolrun.sandbox.launcher import (
+    Network,
+    Sandbox,
+    SandboxLimits,
+    SandboxOutcome,
+    SandboxRequest,
+)
 from toolrun.sandbox.probe import IsolationReport, probe_with
 
 log = logging.getLogger(__name__)
@@ -78,19 +84,13 @@ class SandboxRunner(RuntimeRunner):
         self.environment_for(tool, {})  # every secret it names is configured
 
     def limits_for(self, tool: Tool, timeout_s: float) -> SandboxLimits:
-        config = self.settings.sandbox
         policy = tool.policy
-        cpu = policy.cpu_s or config.cpu_s or timeout_s
-        return SandboxLimits(
-            wall_s=timeout_s,
-            cpu_s=min(cpu, timeout_s),
-            memory_mb=min(policy.memory_mb or config.memory_mb, config.max_memory_mb),
-            pids=config.pids,
-            scratch_mb=config.scratch_mb,
-            file_mb=config.file_mb,
-            nofile=config.nofile,
-            output_bytes=min(policy.output_bytes or config.output_bytes, config.max_output_bytes),
-            result_bytes=config.result_bytes,
+        return sandbox_limits(
+            self.settings.sandbox,
+            timeout_s,
+            cpu_s=policy.cpu_s,
+            memory_mb=policy.memory_mb,
+            output_bytes=policy.output_bytes,
             network=policy.network,
         )
 
@@ -185,6 +185,32 @@ class SandboxRunner(RuntimeRunner):
             "(python tools import code from the server's environment, which the sandbox does "
             "not mount; give the tool a code runtime, or isolation 'process')"
         )
+
+
+def sandbox_limits(
+    config: SandboxSettings,
+    timeout_s: float,
+    *,
+    cpu_s: float | None = None,
+    memory_mb: int | None = None,
+    output_bytes: int | None = None,
+    network: Network = "none",
+) -> SandboxLimits:
+    """One run's limits: what was asked (a tool's policy), else the server's defaults, never
+    above the server's maxima; CPU never above the wall clock."""
+    cpu = cpu_s or config.cpu_s or timeout_s
+    return SandboxLimits(
+        wall_s=timeout_s,
+        cpu_s=min(cpu, timeout_s),
+        memory_mb=min(memory_mb or config.memory_mb, config.max_memory_mb),
+        pids=config.pids,
+        scratch_mb=config.scratch_mb,
+        file_mb=config.file_mb,
+        nofile=config.nofile,
+        output_bytes=min(output_bytes or config.output_bytes, config.max_output_bytes),
+        result_bytes=config.result_bytes,
+        network=network,
+    )
 
 
 def _checked(sink: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
