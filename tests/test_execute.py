@@ -204,3 +204,27 @@ def test_the_fit_threshold_separates_bfcl_cases() -> None:
     kept = sum(s >= DEFAULT_MIN_FIT for s in relevant) / len(relevant)
     refused = sum(s < DEFAULT_MIN_FIT for s in irrelevant) / len(irrelevant)
     assert kept >= 0.93 and refused >= 0.6, (kept, refused)
+
+
+def test_the_generated_code_itself_runs_in_the_sandbox(
+    client: TestClient, sandbox_available: None
+) -> None:
+    answer = execute(client, prompt="What's the weather in Paris?")
+    assert answer["code_run"]["tier"] == "sandbox" and answer["code_run"]["status"] == "ok"
+    reading = answer["execution_result"]["structuredContent"]
+    assert answer["output"] == f"Result: {reading}\n"
+    assert client.get(f"/jobs/{answer['job_id']}").json()["status"] == "succeeded"
+
+
+def test_a_hostile_value_stays_a_string_when_the_code_runs(
+    client: TestClient, sandbox_available: None
+) -> None:
+    hostile = "x'); __import__('os').system('touch /tmp/pwned'); ('\"\"\"\n"
+    answer = execute(
+        client, prompt=f"weather for city: {json.dumps(hostile)}", filter={"name": "weather_lookup"}
+    )
+    city = answer["arguments"]["city"]
+    assert "__import__" in city  # the value was taken as it came...
+    assert answer["status"] == "executed"
+    assert answer["execution_result"]["structuredContent"]["city"] == city  # ...and stayed data
+    assert not Path("/tmp/pwned").exists()

@@ -4,6 +4,7 @@ must match Settings."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -74,6 +75,18 @@ def test_curl_snippets_run_in_order(server: RunningServer) -> None:
     executed = next(b for s, b in outputs if "/execute" in s)
     assert executed["status"] == "executed" and executed["function"].startswith("weather_lookup")
     assert executed["arguments"]["city"] == "Delhi"
+    assert executed["execution_result"]["structuredContent"] == {"temperature": 28, "unit": "C"}
+    assert executed["output"].startswith("Result: ")  # what the generated code printed
+    assert ast.literal_eval(executed["output"][8:]) == {"temperature": 28, "unit": "C"}
+    action = next(b for s, b in outputs if "/actions" in s)
+    assert action["status"] == "ok" and action["output"] == "Delhi 28 29\n", action
+    assert len({call["job_id"] for call in action["calls"]}) == 4
+    compared = next(b for s, b in outputs if "weather_compare/invoke" in s)["structuredContent"]
+    assert {k: compared[k] for k in ("temperature", "paris", "one_degree_warmer")} == {
+        "temperature": 28,
+        "paris": 14,
+        "one_degree_warmer": 29,
+    }
     fib = next(b for s, b in outputs if "fib/invoke" in s)
     assert fib["structuredContent"] == {"result": 12586269025}
     isolation = next(b for s, b in outputs if s.startswith("curl http://localhost:8000/isolation"))

@@ -193,6 +193,71 @@ class Settings(BaseSettings):
         "as expired and is dead-lettered. A tool's policy.max_age_s overrides it; none: no limit.",
     )
 
+    # -- LLM: POST /execute chooses the tool and fills its arguments with a model -------------
+    llm_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible server (vLLM, llama.cpp, Ollama, hosted), e.g. "
+        "http://127.0.0.1:11434/v1; none: /execute uses the built-in extractor.",
+    )
+    llm_model: str | None = Field(
+        default=None, description="Model name sent to the LLM server (needed with the URL)."
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the LLM server, if it wants one."
+    )
+    llm_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Time limit of one request to the LLM."
+    )
+    llm_max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of an LLM request after a connection error, a timeout or "
+        "HTTP 408/409/429/5xx; then /execute falls back to the extractor.",
+    )
+
+    # -- gateway: OpenAI-compatible /v1/chat/completions with emulated tool calling ------------
+    gateway_config: Path | None = Field(
+        default=None,
+        description="YAML or JSON file mapping public model names to upstreams (base_url, "
+        "model, api_key reference, mode native|emulate|auto); see docs/gateway.md. Without "
+        "it, TOOLRUN_LLM_BASE_URL/TOOLRUN_LLM_MODEL serve one model in auto mode.",
+    )
+    gateway_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="API keys clients send as Authorization: Bearer (JSON list); none: the "
+        "/v1 routes are open.",
+    )
+    gateway_rate_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests per minute per API key (a token bucket: bursts up to this "
+        "many); none: no limit.",
+    )
+    gateway_max_steps: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Rounds of server-side tool calls (toolrun_tools) before the model must "
+        "answer.",
+    )
+    gateway_log: bool = Field(
+        default=True,
+        description="Store each /v1 request and response (secrets redacted), read at "
+        "GET /v1/logs.",
+    )
+    gateway_log_body_bytes: int = Field(
+        default=65536, ge=1024, description="Largest request or response body kept in the log."
+    )
+
+    @model_validator(mode="after")
+    def _llm_pair(self) -> Settings:
+        if bool(self.llm_base_url) != bool(self.llm_model):
+            raise ValueError("TOOLRUN_LLM_BASE_URL and TOOLRUN_LLM_MODEL go together: set both")
+        if self.llm_base_url and _scheme(self.llm_base_url) not in {"http", "https"}:
+            raise ValueError("llm_base_url must start with http:// or https://")
+        return self
+
     @model_validator(mode="after")
     def _scale_out_urls(self) -> Settings:
         if self.executor == "celery" and not self.broker_url:

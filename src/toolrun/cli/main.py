@@ -113,14 +113,55 @@ def show(tool_id: str, data_dir: DataDir = None) -> None:
 
 @app.command()
 def register(
-    source: Annotated[str, typer.Argument(help="FILE.json (a tool or a list) or module:attr.")],
+    source: Annotated[
+        str | None, typer.Argument(help="FILE.json (a tool or a list) or module:attr.")
+    ] = None,
+    mcp: Annotated[
+        str | None,
+        typer.Option("--mcp", help="Import every tool of an MCP server: URL or command line."),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="With --mcp: the namespace (tools become NS_<tool>).")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="With a --mcp command: KEY=VALUE.")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Register tools from a JSON file or a Python object (function, @tool, ToolGroup)."""
-    from toolrun.cli.local import register_source
+    """Register tools from a JSON file or a Python object (function, @tool, ToolGroup), or
+    import the tools of an MCP server (--mcp URL|command --namespace NS)."""
+    if (source is None) == (mcp is None):
+        fail("give FILE.json or module:attr, or --mcp URL|command (one of them)")
+    if mcp is None and (namespace or env):
+        fail("--namespace and --env go with --mcp")
+    if mcp is not None:
+        from toolrun.cli.mcp import register_server
 
-    for tool_id in guarded(lambda: register_source(settings_for(data_dir), source)):
+        settings = settings_for(data_dir)
+        ids = guarded(lambda: register_server(settings, mcp, namespace, env or []))
+    else:
+        from toolrun.cli.local import register_source
+
+        ids = guarded(lambda: register_source(settings_for(data_dir), source or ""))
+    for tool_id in ids:
         typer.echo(f"registered {tool_id}")
+
+
+@app.command("mcp")
+def mcp_stdio(
+    demo: Annotated[bool, typer.Option("--demo", help="Register the demo tools.")] = False,
+    filter_json: Annotated[
+        str | None, typer.Option("--filter", help='Offer only these tools: \'{"tags": "math"}\'.')
+    ] = None,
+    data_dir: DataDir = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level (logs go to stderr).")] = "warning",
+) -> None:
+    """Serve the registry as an MCP server on stdin/stdout (calls run as jobs)."""
+    from toolrun.cli.mcp import serve
+
+    settings = settings_for(data_dir, demo=demo or None, workers=workers)
+    guarded(lambda: serve(settings, filter_json, log_level))
 
 
 @app.command()

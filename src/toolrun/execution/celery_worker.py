@@ -50,7 +50,7 @@ from toolrun.execution.events import EventBus, JobEvent, Leases
 from toolrun.execution.jobs import DeadLetterReason, Job, JobStatus, utcnow
 from toolrun.execution.pool import WorkerPool
 from toolrun.execution.runner import ToolRunner
-from toolrun.execution.submission import expired, max_age, next_attempt, time_limit
+from toolrun.execution.submission import CallPreparer, expired, max_age, next_attempt, time_limit
 from toolrun.execution.tool_cache import ToolCache
 from toolrun.registry.tool import Tool
 from toolrun.response import Response
@@ -118,6 +118,7 @@ class JobWorker:
         self.runner = ToolRunner(settings, WorkerPool(settings.workers))
         self._events_url = events_url
         self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="toolrun-db")
+        self.runner.chain.bind(CallPreparer(settings, self.tools, self._db))  # chains' steps
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="toolrun-worker-loop")
         self._calls: dict[str, asyncio.Task[Response]] = {}

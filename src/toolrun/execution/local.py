@@ -95,6 +95,7 @@ class LocalExecutor(Executor):
         db_threads = 1 if tools.dialect == "sqlite" else 8
         self._db = ThreadPoolExecutor(max_workers=db_threads, thread_name_prefix="toolrun-db")
         self.preparer = CallPreparer(settings, tools, self._db)
+        runner.chain.bind(self.preparer)
         self._room: WaitingRoom | None = None
         self._reserved = 0
         self._live_progress: dict[str, dict[str, Any]] = {}  # running job id -> last report

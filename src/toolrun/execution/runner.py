@@ -23,13 +23,17 @@ from toolrun.execution.runtimes import (
     ProcessPythonRunner,
     RuntimeRunner,
 )
+from toolrun.execution.runtimes.chain import ChainRunner
 from toolrun.execution.runtimes.container import ContainerRunner
+from toolrun.execution.runtimes.mcp import McpRunner
 from toolrun.execution.runtimes.sandboxed import SandboxRunner
 from toolrun.registry.runtimes import (
+    ChainRuntime,
     CodeRuntime,
     CommandRuntime,
     ContainerRuntime,
     HttpRuntime,
+    McpRuntime,
     PythonRuntime,
 )
 from toolrun.registry.tool import Tool
@@ -52,6 +56,8 @@ class ToolRunner:
         self.http = HttpRunner(settings)
         self.sandbox = SandboxRunner(settings)
         self.container = ContainerRunner(settings)
+        self.mcp = McpRunner()
+        self.chain = ChainRunner(self)  # bound to its executor's CallPreparer by the executor
         self._runners: tuple[RuntimeRunner, ...] = (
             self.inline,
             self.process,
@@ -59,6 +65,8 @@ class ToolRunner:
             self.http,
             self.sandbox,
             self.container,
+            self.mcp,
+            self.chain,
         )
 
     async def start(self) -> None:
@@ -91,6 +99,10 @@ class ToolRunner:
             return self.http
         if isinstance(runtime, ContainerRuntime):
             return self.container
+        if isinstance(runtime, McpRuntime):
+            return self.mcp  # a remote server (URL) or the operator's stdio server
+        if isinstance(runtime, ChainRuntime):
+            return self.chain  # orchestration only: each step runs in its own tool's tier
         raise NotExecutable(f"tool {tool.id!r}: runtime kind {runtime.kind!r} cannot run here")
 
     async def check(self, tool: Tool) -> None:

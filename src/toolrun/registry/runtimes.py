@@ -124,8 +124,146 @@ class ContainerRuntime(_RuntimeBase):
     engine: Literal["auto", "docker", "podman"] = "auto"
 
 
+_STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+MAX_CHAIN_STEPS = 100
+
+
+def chain_references(value: Any) -> list[list[str]]:
+    """Every ``{"$ref": "a.b.c"}`` inside ``value`` (arguments or output of a chain), split
+    into path parts."""
+    found: list[list[str]] = []
+    if isinstance(value, dict):
+        if set(value) == {"$ref"} and isinstance(value["$ref"], str):
+            found.append(value["$ref"].split("."))
+        else:
+            for item in value.values():
+                found.extend(chain_references(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(chain_references(item))
+    return found
+
+
+class ChainStep(_RuntimeBase):
+    """One call of a chain. Any value in ``arguments`` may be ``{"$ref": "input.<name>..."}``
+    (the chain's own arguments) or ``{"$ref": "steps.<id>..."}`` (an earlier step's value, or
+    a key/index path into it); a step starts when every step it refers to (and every step in
+    ``after``) has finished, so steps without such links run in parallel."""
+
+    id: str = Field(pattern=_STEP_ID)
+    tool: str = Field(min_length=1, max_length=256, description="Id of the tool to call.")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    after: list[str] = Field(default_factory=list, description="Steps to wait for as well.")
+
+    def needs(self) -> set[str]:
+        """The steps this one waits for."""
+        refs = {parts[1] for parts in chain_references(self.arguments) if parts[0] == "steps"}
+        return refs | set(self.after)
+
+
+class ChainRuntime(_RuntimeBase):
+    """A stored workflow: a DAG of calls of other registered tools, with the outputs of steps
+    mapped into the inputs of later ones. ``output`` (any JSON with ``$ref`` values) is the
+    chain's result; without it, the value of the last step listed."""
+
+    kind: Literal["chain"] = "chain"
+    steps: list[ChainStep] = Field(min_length=1, max_length=MAX_CHAIN_STEPS)
+    output: Any = None
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> ChainRuntime:
+        ids = [step.id for step in self.steps]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"step ids must be unique; repeated: {', '.join(duplicates)}")
+        known = set(ids)
+        places = [(f"step {s.id!r}", s.arguments) for s in self.steps] + [("output", self.output)]
+        for where, value in places:
+            for parts in chain_references(value):
+                if parts[0] not in ("input", "steps") or len(parts) < 2 or "" in parts:
+                    raise ValueError(
+                        f"{where}: $ref {'.'.join(parts)!r} must be 'input.<name>[...]' or "
+                        "'steps.<id>[...]'"
+                    )
+                if parts[0] == "steps" and parts[1] not in known:
+                    raise ValueError(f"{where}: $ref names no step {parts[1]!r}")
+        for step in self.steps:
+            unknown = sorted(set(step.after) - known)
+            if unknown:
+                raise ValueError(f"step {step.id!r}: 'after' names no step {unknown[0]!r}")
+        cycle = _cycle({step.id: step.needs() for step in self.steps})
+        if cycle:
+            raise ValueError("the steps form a cycle: " + " -> ".join(cycle))
+        return self
+
+
+def _cycle(needs: dict[str, set[str]]) -> list[str]:
+    """A dependency cycle among the steps (as a path), or ``[]``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for other in sorted(needs[node]):
+            if state.get(other) == 1:
+                return [*path[path.index(other) :], other]
+            if other not in state:
+                found = visit(other)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in needs:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+class McpRuntime(_RuntimeBase):
+    """A tool of an MCP server: ``url`` (Streamable HTTP) or ``command`` (a server spoken to
+    over stdio, in ``cwd``, with ``env`` added to a minimal environment), and the server's
+    name ``tool``. Sessions stay open between calls (``toolrun.execution.runtimes.mcp``)."""
+
+    kind: Literal["mcp"] = "mcp"
+    tool: str = Field(min_length=1, max_length=256, description="The tool's name on the server.")
+    url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
+    command: list[str] | None = Field(
+        default=None, min_length=1, description="argv of a stdio MCP server."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment.")
+    cwd: str | None = Field(default=None, description="stdio: the working directory.")
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import shlex
+
+            return shlex.split(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpRuntime:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give exactly one of url (Streamable HTTP) or command (stdio)")
+        if self.url is not None and (self.env or self.cwd):
+            raise ValueError("env and cwd apply to a stdio server (command), not to a url")
+        return self
+
+
 Runtime = Annotated[
-    PythonRuntime | CommandRuntime | HttpRuntime | CodeRuntime | ContainerRuntime,
+    PythonRuntime
+    | CommandRuntime
+    | HttpRuntime
+    | CodeRuntime
+    | ContainerRuntime
+    | ChainRuntime
+    | McpRuntime,
     Field(discriminator="kind"),
 ]
-RUNTIME_KINDS = ("python", "command", "http", "code", "container")
+RUNTIME_KINDS = ("python", "command", "http", "code", "container", "chain", "mcp")

@@ -7,11 +7,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from toolrun import __version__
 from toolrun.config import Settings
+from toolrun.mcp.http import McpEndpoint
 from toolrun.platform import Platform
-from toolrun.server import routes_execute, routes_jobs, routes_search, routes_tools, ws
+from toolrun.server import (
+    routes_actions,
+    routes_execute,
+    routes_jobs,
+    routes_search,
+    routes_tools,
+    ws,
+)
 from toolrun.server.errors import install_error_handlers
 
 DESCRIPTION = """\
@@ -42,6 +51,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     settings = settings or (platform.settings if platform else Settings())
     owned = platform is None
     the_platform = platform or Platform(settings)
+    mcp_endpoint = McpEndpoint(the_platform)  # /mcp: MCP over Streamable HTTP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +60,11 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
         try:
             yield
         finally:
+            await mcp_endpoint.aclose()
+            nl_router = getattr(app.state, "nl_router", None)
+            if nl_router is not None:  # made on the first /execute; holds the LLM client
+                app.state.nl_router = None
+                await nl_router.aclose()
             if owned:
                 await the_platform.close()
 
@@ -67,6 +82,9 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(routes_search.router)
     app.include_router(ws.router)
     app.include_router(routes_execute.router)
+    app.include_router(routes_actions.router)
+    # /mcp (an ASGI app, matched first: one cheap regex for the other routes)
+    app.router.routes.insert(0, Route("/mcp", mcp_endpoint, include_in_schema=False))
 
     @app.get("/isolation", tags=["meta"], summary="Which isolation the sandbox tier has here")
     async def isolation() -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 See :mod:`toolrun.nl.router`. The answer is seed 000's ``{function, code, execution_result,
 context}`` plus ``session_id``, ``status`` (``executed``, ``failed``, ``planned``,
-``missing_arguments``, ``no_fit``), ``arguments``, ``missing`` and, when asked,
-``candidates``. Not finding a tool or an argument is an answer, not an error.
+``missing_arguments``, ``no_fit``), ``arguments``, ``missing``, ``planner`` (``llm``, with
+``llm``: how the model was asked; or ``extractor``, with ``llm_error`` when an LLM is
+configured but could not plan) and, when asked,
+``candidates``. Not finding a tool or an argument is an answer, not an error; neither is an
+LLM that cannot be reached.
 """
 
 from __future__ import annotations
@@ -12,8 +15,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
+from toolrun.config import Settings
 from toolrun.errors import NotFound
+from toolrun.execution.scripts import ScriptRunner
+from toolrun.llm.client import LLMClient
+from toolrun.nl.llm_router import LLMPlanner
 from toolrun.nl.router import Router
 from toolrun.nl.sessions import SessionStore
 from toolrun.platform import Platform
@@ -34,13 +42,35 @@ class ExecuteRequest(BaseModel):
     dry_run: bool = Field(False, description="Plan (tool, arguments, code) without running.")
 
 
+def llm_planner(settings: Settings) -> LLMPlanner | None:
+    """The LLM planner the settings ask for (``llm_base_url`` and ``llm_model``), if any."""
+    if not (settings.llm_base_url and settings.llm_model):
+        return None
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    client = LLMClient(
+        settings.llm_base_url,
+        settings.llm_model,
+        api_key=key,
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+    )
+    return LLMPlanner(client)
+
+
 def nl_router(platform: Platform, request: Request) -> Router:
-    """One router per app; it uses the platform's search index when there is one."""
+    """One router per app (the app's lifespan closes it); it uses the platform's search index
+    when there is one, and an LLM when the settings name one."""
     existing: Router | None = getattr(request.app.state, "nl_router", None)
     if existing is None:
         index = getattr(platform, "retrieval", None)
         retriever = index if index is not None and hasattr(index, "search") else None
-        existing = Router(platform.tools, SessionStore(platform.engine), retriever)
+        existing = Router(
+            platform.tools,
+            SessionStore(platform.engine),
+            retriever,
+            planner=llm_planner(platform.settings),
+            scripts=ScriptRunner(platform.settings, platform.executor.invoke),
+        )
         request.app.state.nl_router = existing
     return existing
 
@@ -66,7 +96,7 @@ async def get_session(
     session_id: str = Path(pattern=SESSION_ID),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    turns = nl_router(platform, request).sessions.history(session_id)
+    turns = await run_in_threadpool(nl_router(platform, request).sessions.history, session_id)
     if not turns:
         raise NotFound(f"no session {session_id!r}")
     return {"session_id": session_id, "turns": [t.to_dict() for t in turns]}
@@ -78,7 +108,7 @@ async def delete_session(
     session_id: str = Path(pattern=SESSION_ID),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    removed = nl_router(platform, request).sessions.delete(session_id)
+    removed = await run_in_threadpool(nl_router(platform, request).sessions.delete, session_id)
     if not removed:
         raise NotFound(f"no session {session_id!r}")
     return {"session_id": session_id, "deleted": removed}

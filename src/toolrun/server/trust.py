@@ -12,6 +12,12 @@ remote write may not ask for ``process`` (a plain child process on the host) for
 sets or changes. Nor may it give a tool the server's environment variables or secrets
 (``policy.env``, ``policy.secrets``), or limits above the server's maxima
 (:func:`check_limits`).
+
+An ``mcp`` tool with a ``url`` is like an ``http`` tool (it only sends the arguments to that
+server), so a remote client may register one. One with a ``command`` starts that program on
+the host, outside any sandbox, with an environment of the tool's choosing: only the operator
+may register or change it (``toolrun register --mcp``); remote writes may change its other
+fields while the runtime stays as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Callable
 from toolrun.config import SandboxSettings
 from toolrun.errors import InvalidDefinition, NotPermitted
 from toolrun.registry.discovery import SOURCE_FOLDER
-from toolrun.registry.runtimes import CodeRuntime, CommandRuntime, PythonRuntime
+from toolrun.registry.runtimes import CodeRuntime, CommandRuntime, McpRuntime, PythonRuntime
 from toolrun.registry.tool import Tool
 
 OPERATOR_ONLY = (
@@ -105,6 +111,7 @@ def check_remote_write(
                 "sandbox tier (isolation 'sandbox'); running it as a plain host process is "
                 + OPERATOR_ONLY
             )
+    check_mcp_command(new, current)
     was_trusted = current is not None and current.policy.trusted
     if new.policy.trusted and not was_trusted:
         raise NotPermitted(
@@ -131,3 +138,16 @@ def check_remote_write(
         raise NotPermitted(
             f"metadata.{SOURCE_FOLDER} says where code is imported from; " + OPERATOR_ONLY
         )
+
+
+def check_mcp_command(new: Tool, current: Tool | None) -> None:
+    """A stdio MCP server is a program started on the host: the operator's to register."""
+    runtime = new.runtime
+    if not isinstance(runtime, McpRuntime) or runtime.command is None:
+        return
+    if current is not None and current.runtime == runtime:
+        return
+    raise NotPermitted(
+        f"{new.id} starts a stdio MCP server ({runtime.command[0]}) on the host, outside the "
+        "sandbox; remote clients may import MCP servers by url; " + OPERATOR_ONLY
+    )
