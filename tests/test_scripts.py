@@ -167,8 +167,36 @@ def test_wrong_arity_is_a_type_error_in_the_script(
     source = "from tools import increment\nincrement(1, 2)\n"
     result = run(client, source, {"tools": {"increment": tool(client, "increment")}})
     assert result.status == "error"
-    assert result.error is not None and "TypeError: increment() takes 1 positional" in result.error
+    assert result.error is not None
+    assert "TypeError: increment(): too many positional arguments" in result.error
     assert result.calls == []
+
+
+def test_stubs_carry_the_tool_s_signature_and_check_it_before_calling(
+    client: TestClient, sandbox_available: None
+) -> None:
+    weather = tool(client, "weather_lookup")
+    source = (
+        "import inspect\n"
+        "from tools import weather, increment\n"
+        "print(inspect.signature(weather))\n"
+        "print(inspect.signature(increment))\n"
+        "try:\n"
+        "    weather(unit='C')\n"
+        "except TypeError as exc:\n"
+        "    print(exc)\n"
+        "print(weather('Oslo')['unit'])\n"
+    )
+    stubs = {"tools": {"weather": weather, "increment": tool(client, "increment")}}
+    result = run(client, source, stubs)
+    assert result.ok, result.error
+    assert result.output.splitlines() == [
+        "(city: str, unit: str = None)",
+        "(value: int)",
+        "weather(): missing a required argument: 'city'",
+        "C",
+    ]
+    assert [c.arguments for c in result.calls] == [{"city": "Oslo"}]
 
 
 def test_without_a_sandbox_only_server_generated_code_may_use_a_process(

@@ -75,9 +75,23 @@ class ScriptResult:
 
 
 def stub_spec(tool: Tool) -> dict[str, Any]:
-    """How a tool appears inside a script: a function of its schema's parameters, in order."""
-    params = list((tool.input_schema.get("properties") or {}).keys())
-    return {"tool": tool.id, "params": params, "doc": tool.description}
+    """How a tool appears inside a script: a function of its schema's parameters (required
+    ones first), typed by their JSON types, documented by the tool's description."""
+    schema = tool.input_schema
+    properties = schema.get("properties") or {}
+    types = {
+        name: spec["type"]
+        for name, spec in properties.items()
+        if isinstance(spec, dict) and isinstance(spec.get("type"), str)
+    }
+    return {
+        "tool": tool.id,
+        "params": list(properties),
+        "required": [p for p in schema.get("required") or [] if p in properties],
+        "types": types,
+        "open": not properties or schema.get("additionalProperties", True) is not False,
+        "doc": tool.description,
+    }
 
 
 def response_value(response: Response) -> Any:

@@ -189,24 +189,62 @@ class _Caller:
         return reply.get("value")
 
 
+_JSON_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+    "null": None,
+}
+
+
+def _signature(spec: dict[str, Any]) -> Any:
+    """The tool's parameters as a Python signature: schema order, required ones first (as
+    keyword-or-positional), optional ones defaulting to None, annotated with their JSON
+    types; ``**kwargs`` too when the schema leaves other names open."""
+    import inspect
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    required = set(spec.get("required") or [])
+    types_ = spec.get("types") or {}
+    params = list(spec.get("params") or [])
+    ordered = [p for p in params if p in required] + [p for p in params if p not in required]
+    out = []
+    for param in ordered:
+        if not param.isidentifier():
+            continue  # reachable as **{"odd-name": ...} only
+        annotation = _JSON_TYPES.get(str(types_.get(param)), inspect.Parameter.empty)
+        default = inspect.Parameter.empty if param in required else None
+        out.append(inspect.Parameter(param, kind, default=default, annotation=annotation))
+    if spec.get("open", not params):
+        out.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(out)
+
+
 def _stub(caller: _Caller, name: str, spec: dict[str, Any]) -> Any:
-    tool, params = spec["tool"], list(spec.get("params") or [])
+    tool = spec["tool"]
+    if tool == "*":  # the generic ``call(tool_id, arguments)`` of toolrun.nl.client
+
+        def call_any(tool_id: str, arguments: Any = None) -> Any:
+            return caller.call(str(tool_id), dict(arguments or {}))
+
+        call_any.__name__ = call_any.__qualname__ = name
+        return call_any
+    signature = _signature(spec)
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        if tool == "*":  # the generic ``call(tool_id, arguments)`` of toolrun.nl.client
-            target = args[0] if args else kwargs.pop("tool_id")
-            arguments = args[1] if len(args) > 1 else kwargs.pop("arguments", None)
-            return caller.call(str(target), dict(arguments or {}))
-        if len(args) > len(params):
-            raise TypeError("{}() takes {} positional arguments".format(name, len(params)))  # noqa: UP032
-        named = dict(zip(params, args, strict=False))
-        for key in kwargs:
-            if key in named:
-                raise TypeError("{}() got multiple values for {!r}".format(name, key))  # noqa: UP032
-        named.update(kwargs)
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError("{}(): {}".format(name, exc)) from None  # noqa: UP032
+        named = dict(bound.arguments)  # only what was passed: defaults are the tool's own
+        named.update(named.pop("kwargs", None) or {})
         return caller.call(tool, named)
 
     call.__name__ = call.__qualname__ = name
+    call.__signature__ = signature  # type: ignore[attr-defined]
     call.__doc__ = spec.get("doc") or "Calls the registry tool {}.".format(tool)  # noqa: UP032
     return call
 
