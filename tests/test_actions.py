@@ -13,7 +13,7 @@ from toolrun.config import Settings
 from toolrun.server.app import create_app
 
 LOOP = """\
-from tools import weather_lookup, increment
+from tools import weather_lookup, increment, binary_increment_tool
 import tools
 
 report = {}
@@ -25,7 +25,7 @@ if report[warmest] > 20:
     bumped = increment(report[warmest])["result"]
 else:
     bumped = tools.increment(value=0)["result"]
-print(warmest, bumped)
+print(warmest, bumped, binary_increment_tool(bumped)["result"])
 """
 
 
@@ -39,7 +39,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 def test_a_code_action_calls_three_tools_in_a_loop_inside_the_sandbox(
     client: TestClient, sandbox_available: None
 ) -> None:
-    reply = client.post("/actions", json={"code": LOOP, "tools": ["weather_lookup", "increment"]})
+    tools = ["weather_lookup", "increment", "binary-increment-tool"]
+    reply = client.post("/actions", json={"code": LOOP, "tools": tools})
     assert reply.status_code == 200, reply.text
     answer = reply.json()
     assert answer["status"] == "ok", answer["error"]
@@ -52,10 +53,14 @@ def test_a_code_action_calls_three_tools_in_a_loop_inside_the_sandbox(
     assert list(temperatures) == ["Paris", "Delhi", "Oslo"]
     warmest = max(temperatures, key=lambda city: temperatures[city])
     expected = temperatures[warmest] + 1 if temperatures[warmest] > 20 else 1
-    assert answer["output"] == f"{warmest} {expected}\n"
-    assert len(answer["calls"]) == 4
+    assert answer["output"] == f"{warmest} {expected} {expected + 1}\n"
+    assert [c["tool"].split(":")[0] for c in answer["calls"]] == [
+        *["weather_lookup"] * 3,
+        "increment",
+        "binary-increment-tool",
+    ]
     jobs = {c["job_id"] for c in answer["calls"]}
-    assert len(jobs) == 4
+    assert len(jobs) == 5
     for job_id in jobs:
         assert client.get(f"/jobs/{job_id}").json()["status"] == "succeeded"
     assert answer["functions"]["tools.increment"].startswith("increment")
