@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import actions, invoke, mcp, nl, retrieval, sandbox, scale_out
+from bench import composition, invoke, nl, retrieval, sandbox, scale_out
 
 
 def main() -> None:
@@ -16,8 +16,7 @@ def main() -> None:
     sandbox.main(quick=args.quick)
     retrieval.main(quick=args.quick)
     nl.main(quick=args.quick)
-    actions.main(quick=args.quick)
-    mcp.main(quick=args.quick)
+    composition.main(quick=args.quick)
 
 
 if __name__ == "__main__":
