@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import composition, invoke, nl, retrieval, sandbox, scale_out
+from bench import composition, gateway, invoke, nl, retrieval, sandbox, scale_out
 
 
 def main() -> None:
@@ -17,6 +17,7 @@ def main() -> None:
     retrieval.main(quick=args.quick)
     nl.main(quick=args.quick)
     composition.main(quick=args.quick)
+    gateway.main(quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from tests.http_checks import assert_error
 from toolrun.config import Settings
-from toolrun.nl.ranking import DEFAULT_MIN_FIT, fit_score
+from toolrun.nl.ranking import DEFAULT_MIN_FIT, OverlapRetriever, rank_candidates
 from toolrun.registry.tool import Tool
 from toolrun.server.app import create_app
 
@@ -175,35 +175,75 @@ def test_hostile_prompts_stay_data(client: TestClient) -> None:
     assert "__import__" not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
-def _bfcl_scores(name: str) -> list[float]:
-    scores = []
+class _CaseTools:
+    """The functions one BFCL case offers, as the store :func:`rank_candidates` reads."""
+
+    def __init__(self, functions: list[dict[str, Any]]) -> None:
+        self.tools = {t.id: t for t in map(_bfcl_tool, functions)}
+
+    def get(self, tool_id: str) -> Tool:
+        return self.tools[tool_id]
+
+    def query(self, where: Any = None, limit: int = 5000) -> list[Tool]:
+        return list(self.tools.values())[:limit]
+
+
+def _bfcl_schema(schema: Any) -> Any:
+    """BFCL's schema dialect as JSON Schema (``dict`` -> ``object``, ``float`` -> ``number``)."""
+    if isinstance(schema, list):
+        return [_bfcl_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    types = {"dict": "object", "float": "number", "tuple": "array"}
+    out = {}
+    for key, value in schema.items():
+        if key == "optional" or (key == "type" and value == "any"):
+            continue
+        if key == "properties":
+            out[key] = {name: _bfcl_schema(spec) for name, spec in value.items()}
+        else:
+            out[key] = types.get(value, value) if key == "type" else _bfcl_schema(value)
+    return out
+
+
+def _bfcl_tool(function: dict[str, Any]) -> Tool:
+    schema = _bfcl_schema(function.get("parameters") or {"type": "dict", "properties": {}})
+    return Tool(
+        name=function["name"], description=function.get("description") or "", input_schema=schema
+    )
+
+
+def _bfcl_choices(name: str) -> list[tuple[str | None, float, str | None]]:
+    """For each case of a BFCL file: the top candidate's name, its fit, and the gold name."""
+    gold_file = BFCL / "possible_answer" / name
+    gold = {}
+    if gold_file.is_file():
+        for line in gold_file.read_text().splitlines():
+            answer = json.loads(line)
+            gold[answer["id"]] = next(iter(answer["ground_truth"][0]))
+    out = []
     for line in (BFCL / name).read_text().splitlines():
         case = json.loads(line)
-        question = case["question"][0]
-        prompt = (question[-1] if isinstance(question, list) else question)["content"]
-        spec = case["function"][0]
-        props = (spec.get("parameters") or {}).get("properties") or {}
-        tool = Tool(
-            name="candidate",
-            description=f"{spec['name']} {spec.get('description', '')}",
-            input_schema={
-                "type": "object",
-                "properties": {
-                    k: {"description": str(v.get("description", ""))} for k, v in props.items()
-                },
-            },
-        )
-        scores.append(fit_score(prompt, tool))
-    return scores
+        prompt = "\n".join(m["content"] for m in case["question"][0] if m["role"] == "user")
+        store = _CaseTools(case["function"])
+        found = rank_candidates(store, OverlapRetriever(store), prompt, [], None, 5)  # type: ignore[arg-type]
+        top = store.get(found[0]["function"]).name if found else None
+        out.append((top, float(found[0]["fit"]) if found else 0.0, gold.get(case["id"])))
+    return out
 
 
 @pytest.mark.skipif(not BFCL.is_dir(), reason="the BFCL benchmark files are not here")
 def test_the_fit_threshold_separates_bfcl_cases() -> None:
-    relevant = _bfcl_scores("BFCL_v4_simple_python.json")
-    irrelevant = _bfcl_scores("BFCL_v4_irrelevance.json")
-    kept = sum(s >= DEFAULT_MIN_FIT for s in relevant) / len(relevant)
-    refused = sum(s < DEFAULT_MIN_FIT for s in irrelevant) / len(irrelevant)
-    assert kept >= 0.93 and refused >= 0.6, (kept, refused)
+    """``DEFAULT_MIN_FIT`` was calibrated on the even-numbered BFCL cases (bench/nl.py): one
+    function offered, it keeps relevant prompts and refuses irrelevant ones; several offered,
+    the right one is chosen and fits (its lead over the others counts)."""
+    relevant = _bfcl_choices("BFCL_v4_simple_python.json")
+    irrelevant = _bfcl_choices("BFCL_v4_irrelevance.json")
+    several = _bfcl_choices("BFCL_v4_multiple.json")
+    kept = sum(fit >= DEFAULT_MIN_FIT for _, fit, _ in relevant) / len(relevant)
+    refused = sum(fit < DEFAULT_MIN_FIT for _, fit, _ in irrelevant) / len(irrelevant)
+    chosen = sum(t == g and fit >= DEFAULT_MIN_FIT for t, fit, g in several) / len(several)
+    assert kept >= 0.88 and refused >= 0.8 and chosen >= 0.95, (kept, refused, chosen)
 
 
 def test_the_generated_code_itself_runs_in_the_sandbox(
@@ -221,10 +261,19 @@ def test_a_hostile_value_stays_a_string_when_the_code_runs(
 ) -> None:
     hostile = "x'); __import__('os').system('touch /tmp/pwned'); ('\"\"\"\n"
     answer = execute(
-        client, prompt=f"weather for city: {json.dumps(hostile)}", filter={"name": "weather_lookup"}
+        client,
+        prompt=f"weather for city: {json.dumps(hostile)}",
+        filter={"name": "weather_lookup", "version": "v2.0.0-beta"},
     )
     city = answer["arguments"]["city"]
     assert "__import__" in city  # the value was taken as it came...
     assert answer["status"] == "executed"
     assert answer["execution_result"]["structuredContent"]["city"] == city  # ...and stayed data
     assert not Path("/tmp/pwned").exists()
+
+
+def test_of_several_versions_the_one_its_name_resolves_to_is_chosen(client: TestClient) -> None:
+    answer = execute(client, prompt="What is the weather in Delhi?", candidates=True, dry_run=True)
+    assert answer["function"] == "weather_lookup:v1.0.0-stable"
+    listed = [c["function"] for c in answer["candidates"]]
+    assert "weather_lookup:v2.0.0-beta" not in listed  # one candidate per tool

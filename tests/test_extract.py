@@ -255,3 +255,191 @@ def test_a_parameter_named_in_the_prompt_takes_its_value() -> None:
     }
     # A value of the wrong type is not taken on the parameter's name alone.
     assert "limit" not in extract_arguments("limit is high", named).arguments
+
+
+# -- values given in order, names, phrases (the BFCL-style prompts) ---------------------------
+
+
+def num(description: str = "", kind: str = "integer") -> dict[str, Any]:
+    return {"type": kind, "description": description}
+
+
+def text(description: str = "") -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+def test_numbered_parameters_take_unlabelled_numbers_in_order() -> None:
+    schema = obj(("num1", "num2"), num1=num("First number."), num2=num("Second number."))
+    assert args("Find the greatest common divisor of 12 and 18", schema) == {"num1": 12, "num2": 18}
+    coordinates = obj(("x", "y"), x=num("The x-coordinate."), y=num("The y-coordinate."))
+    assert args("the other two sides are 4 and 5", coordinates) == {"x": 4, "y": 5}
+
+
+def test_a_count_in_words_is_not_a_value_of_a_numbered_parameter() -> None:
+    schema = obj(
+        ("charge1", "charge2", "distance"),
+        charge1=num("The first charge in coulombs."),
+        charge2=num("The second charge in coulombs."),
+        distance=num("The distance between the charges in meters."),
+    )
+    got = args("the force between two charges of 5C and 7C placed 3 meters apart", schema)
+    assert got == {"charge1": 5, "charge2": 7, "distance": 3}
+
+
+def test_units_point_numbers_at_their_parameters() -> None:
+    schema = obj(
+        ("mass1", "temperature1", "mass2", "temperature2"),
+        mass1=num("The mass of the first body (kg)."),
+        temperature1=num("The initial temperature of the first body (Celsius)."),
+        mass2=num("The mass of the second body (kg)."),
+        temperature2=num("The initial temperature of the second body (Celsius)."),
+        specific_heat=num("The specific heat capacity in kJ/kg/K.", "number"),
+    )
+    prompt = "20 kg of water at 30 degree Celsius mixed with 15 kg of water at 60 degree Celsius"
+    assert args(prompt, schema) == {
+        "mass1": 20,
+        "temperature1": 30,
+        "mass2": 15,
+        "temperature2": 60,
+    }
+
+
+def test_scales_prefixes_and_percentages() -> None:
+    schema = obj(shares=num("Outstanding shares."), payout=num("Total payout in USD."))
+    got = args("100 million outstanding shares and a payout of 50 million USD", schema)
+    assert got == {"shares": 100_000_000, "payout": 50_000_000}
+    circuit = obj(inductance=num("The inductance (L) in henries (H).", "number"))
+    assert args("an inductance of 50mH", circuit) == {"inductance": 0.05}
+    rate = obj(annual_rate=num("The annual interest rate.", "number"))
+    assert args("at an annual rate of 5%", rate) == {"annual_rate": 0.05}
+    share = obj(discount=num("Discount in percent.", "number"))
+    assert args("a discount of 25%", share) == {"discount": 25}
+
+
+def test_an_optional_parameter_needs_more_than_a_loose_word() -> None:
+    schema = obj(("radius",), radius=num("The radius."), precision=num("Decimal places."))
+    assert args("the area of a circle with a radius of 5 and 2 more", schema) == {"radius": 5}
+
+
+def test_formulas_for_function_parameters() -> None:
+    schema = obj(("function",), function=text("The polynomial function."))
+    assert args("the derivative of 3x^2 + 2x - 1", schema) == {"function": "3x^2 + 2x - 1"}
+    charges = obj(charge=num("The charge.", "number"))
+    assert args("a charge of 1e-9", charges) == {"charge": 1e-9}
+
+
+def test_names_go_to_the_parameter_that_asks_for_them() -> None:
+    movies = obj(("actor_name", "year"), actor_name=text("The name of the actor."), year=num())
+    got = args("movies starring Leonardo DiCaprio in the year 2010", movies)
+    assert got == {"actor_name": "Leonardo DiCaprio", "year": 2010}
+    stocks = obj(("company_name",), company_name=text("Name of the company."))
+    assert args("stock price for the company Amazon", stocks) == {"company_name": "Amazon"}
+    museum = obj(("museum_name",), museum_name=text("The name of the museum."))
+    assert args("opening hours of the Louvre Museum in Paris", museum) == {
+        "museum_name": "Louvre Museum"
+    }
+
+
+def test_a_verb_opening_the_prompt_is_no_name() -> None:
+    schema = obj(("dataset",), dataset=text("The dataset to train on."))
+    assert args("Train a forest on dataset my_data_v2", schema) == {"dataset": "my_data_v2"}
+
+
+def test_the_value_after_the_words_naming_the_parameter() -> None:
+    schema = obj(("patient_id",), patient_id=text("The patient's identifier."))
+    assert args("the patient with id 546382 and an MRI report", schema) == {"patient_id": "546382"}
+    snp = obj(("snp_id",), snp_id=text("The SNP identifier."))
+    assert args("the mutation of SNP (a variant) ID rs6034464", snp) == {"snp_id": "rs6034464"}
+
+
+def test_pairs_given_from_to_or_between() -> None:
+    route = obj(
+        ("start_location", "end_location"),
+        start_location=text("Starting city."),
+        end_location=text("Destination city."),
+    )
+    assert args("the distance between Boston, MA and Washington, DC", route) == {
+        "start_location": "Boston, MA",
+        "end_location": "Washington, DC",
+    }
+    assert args("directions from the Eiffel Tower to the Louvre", route) == {
+        "start_location": "Eiffel Tower",
+        "end_location": "Louvre",
+    }
+    colours = obj(("color1", "color2"), color1=text("First color."), color2=text("Second color."))
+    assert args("mix yellow and blue colors", colours) == {"color1": "yellow", "color2": "blue"}
+
+
+def test_a_place_keeps_its_region_unless_another_parameter_wants_it() -> None:
+    one = obj(("location",), location=text("The city and state."))
+    assert args("a hospital around Denver, Colorado", one) == {"location": "Denver, Colorado"}
+    two = obj(("city", "country"), city=text("The city."), country=text("The country."))
+    assert args("the humidity in Tokyo, Japan", two) == {"city": "Tokyo", "country": "Japan"}
+
+
+def test_natural_dates_in_the_format_the_description_asks() -> None:
+    schema = obj(("start_date",), start_date=text("The date the stay begins."))
+    assert args("starting from March 10th, 2023", schema) == {"start_date": "2023-03-10"}
+    us = obj(("from_date",), from_date=text("The start date. The format is MM-DD-YYYY."))
+    assert args("from July 10, 2022", us) == {"from_date": "07-10-2022"}
+    stay = obj(
+        ("check_in_date", "check_out_date"),
+        check_in_date=text("Check-in date."),
+        check_out_date=text("Check-out date."),
+    )
+    assert args("from 10th December 2022 to December 12 2022", stay) == {
+        "check_in_date": "2022-12-10",
+        "check_out_date": "2022-12-12",
+    }
+    dates = obj(
+        ("start_date", "end_date"), start_date=text("First day."), end_date=text("Last day.")
+    )
+    assert args("from April 3rd to April 5th 2023", dates) == {
+        "start_date": "2023-04-03",
+        "end_date": "2023-04-05",
+    }
+
+
+def test_lists_in_brackets_quotes_and_names() -> None:
+    arrays = obj(
+        ("array_1", "array_2"),
+        array_1={"type": "array", "items": {"type": "integer"}},
+        array_2={"type": "array", "items": {"type": "integer"}},
+    )
+    assert args("Control [10, 15, 12] and Treated [18, 16, 17]", arrays) == {
+        "array_1": [10, 15, 12],
+        "array_2": [18, 16, 17],
+    }
+    predictors = obj(("predictors",), predictors={"type": "array", "items": {"type": "string"}})
+    assert args("predictors 'Age', 'Income' and 'Education'", predictors) == {
+        "predictors": ["Age", "Income", "Education"]
+    }
+    parties = obj(("parties",), parties={"type": "array", "items": {"type": "string"}})
+    assert args("a contract between John and Alice", parties) == {"parties": ["John", "Alice"]}
+
+
+def test_a_flag_the_prompt_asks_for_by_its_words() -> None:
+    schema = obj(("team",), team=text("The team."), include_details={"type": "boolean"})
+    got = args("standings of the Golden State Warriors with details", schema)
+    assert got == {"team": "Golden State Warriors", "include_details": True}
+
+
+def test_what_a_type_parameter_classifies() -> None:
+    schema = obj(("room_type",), room_type=text("Type of the room."))
+    assert args("book a single room near Manhattan", schema) == {"room_type": "single"}
+
+
+def test_values_a_description_quotes() -> None:
+    schema = obj(("model",), model=text("The model used, options: 'Darwin', 'Lamarck'."))
+    assert args("predict it using the Darwin model", schema) == {"model": "Darwin"}
+
+
+def test_one_value_left_for_one_required_parameter() -> None:
+    schema = obj(("species",), species=text("The species."), years=num("Number of years."))
+    assert args("the evolution of Homo Sapiens over 50 years", schema) == {
+        "species": "Homo Sapiens",
+        "years": 50,
+    }
+    two = obj(("molecule", "organelle"), molecule=text(), organelle=text())
+    found = extract_arguments("the role of ATP synthase", two, now=NOW)
+    assert found.missing == ["molecule", "organelle"]  # one name, two parameters: not guessed

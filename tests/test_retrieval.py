@@ -14,11 +14,12 @@ from fastapi.testclient import TestClient
 from toolrun.config import Settings
 from toolrun.registry.query import parse_filter
 from toolrun.registry.tool import DOCUMENT_FIELDS, Tool
+from toolrun.retrieval import text as rtext
 from toolrun.retrieval.bm25 import BM25
 from toolrun.retrieval.embedder import HashingEmbedder, MiniLMEmbedder
-from toolrun.retrieval.index import ToolIndex
+from toolrun.retrieval.index import Entry, ToolIndex
 from toolrun.retrieval.service import RetrievalService, shared_minilm
-from toolrun.retrieval.text import document_text, split_name, tool_text
+from toolrun.retrieval.text import document_text, split_name, tokenize, tool_text
 from toolrun.server.app import create_app
 from toolrun.storage.engine import make_engine, upgrade
 from toolrun.storage.tool_store import ToolStore
@@ -70,6 +71,15 @@ def test_minilm_is_deterministic_and_batch_independent(minilm: MiniLMEmbedder) -
     assert minilm.embed([]).shape == (0, 384)
 
 
+def test_onnx_and_numpy_forward_passes_agree(minilm: MiniLMEmbedder) -> None:
+    """The ONNX graph is built from the same weights: same vectors, padded batch or not."""
+    assert minilm.backend == "onnx"
+    reference = MiniLMEmbedder(backend="numpy")
+    texts = ["get the weather forecast for Paris", "x", "convert 20 euros " * 40]
+    assert np.allclose(minilm.embed(texts), reference.embed(texts), atol=1e-5)
+    assert np.allclose(minilm.embed(texts[:1]), reference.embed(texts[:1]), atol=1e-5)
+
+
 def test_text_splits_names_and_reads_parameters() -> None:
     assert split_name("getWeatherForecast_v2.now") == "get Weather Forecast v2 now"
     text = document_text(
@@ -79,6 +89,44 @@ def test_text_splits_names_and_reads_parameters() -> None:
         ["geometry"],
     )
     assert "math hypot" in text and "side a first leg" in text and "geometry" in text
+
+
+def test_tokens_are_words_without_stopwords_and_their_stems() -> None:
+    assert tokenize("Forecasts for the getWeatherForecast cities") == [
+        *("forecasts", "get", "weather", "forecast", "cities"),
+        *("forecast", "citi"),  # the stems that differ
+    ]
+    bm25 = BM25()
+    bm25.add(0, "Returns the forecasted temperatures")
+    bm25.add(1, "Sends an email")
+    bm25.add(2, "Returns a product")
+    bm25.add(3, "Lists the products")
+    scores = bm25.scores("temperature forecasting", 4)
+    assert scores[0] > 0 and scores[1] == 0
+    scores = bm25.scores("products", 4)  # both match; the word as written matches better
+    assert scores[3] > scores[2] > 0
+
+
+def test_remembered_stems_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rtext, "MAX_STEMS", 4)
+    for _ in range(3):
+        assert rtext.stem(["cities", "running", "forecasts"]) == ["citi", "run", "forecast"]
+        assert rtext.stem(["boxes", "walked", "cities"]) == ["box", "walk", "citi"]
+    assert len(rtext._local.stems) <= 4
+
+
+def test_bm25_reused_slots_keep_no_stale_postings() -> None:
+    bm25 = BM25(tokenizer=str.split)
+    for slot in range(3):
+        bm25.add(slot, f"common word{slot}")
+    bm25.add(1, "other text")  # replaced in place
+    bm25.remove(0)
+    bm25.add(0, "fresh")  # the slot is reused
+    assert bm25.scores("word0", 3).tolist() == [0, 0, 0]
+    assert bm25.scores("word1", 3).tolist() == [0, 0, 0]
+    assert bm25.scores("common", 3)[2] > 0 and bm25.scores("common", 3)[:2].tolist() == [0, 0]
+    assert bm25.scores("fresh", 3)[0] > 0
+    assert bm25.stats() == {"documents": 3, "terms": 5}  # common word2 other text fresh
 
 
 def test_bm25_ranks_by_term_rarity_and_supports_remove() -> None:
@@ -128,6 +176,57 @@ def test_filter_combines_with_search(index: ToolIndex) -> None:
     assert {h.tool_id for h in hits} == {"convert_currency", "calculate_triangle_area"}
     none = parse_filter({"tags": "nothing-has-this"}, roots=DOCUMENT_FIELDS)
     assert index.search("weather", 5, none) == []
+
+
+def test_dense_scores_are_measured_from_the_centroid(index: ToolIndex) -> None:
+    """``q . (d - m) / |d - m|`` with ``m`` the mean of the live rows, kept in step."""
+
+    def expected(query: str) -> dict[str, float]:
+        q = index.query_vector(query)
+        live = {t: index.matrix[s] for t, s in index.slots.items()}
+        centroid = np.mean(list(live.values()), axis=0)
+        return {
+            t: float(q @ (d - centroid) / np.linalg.norm(d - centroid)) for t, d in live.items()
+        }
+
+    for change in (None, "update", "remove", "twice in a batch"):
+        if change == "update":
+            index.upsert("send_email", "Send a weather report by email.", None)
+        elif change == "remove":
+            index.remove("convert_currency")
+        elif change == "twice in a batch":  # the last entry wins
+            index.upsert_many([Entry("new", "money"), Entry("new", "a weather station")])
+            assert index.search("weather station", 1)[0].tool_id == "new"
+        hits = index.search("weather report", 10, mode="dense")
+        assert {h.tool_id: h.parts["dense"] for h in hits} == pytest.approx(
+            expected("weather report"), abs=1e-5
+        )
+    lonely = ToolIndex(HashingEmbedder())
+    lonely.upsert("only", "weather in a city")
+    (hit,) = lonely.search("weather", 5, mode="dense")  # one tool: the plain cosine
+    assert hit.parts["dense"] == pytest.approx(
+        float(lonely.query_vector("weather") @ lonely.matrix[0]), abs=1e-6
+    )
+
+
+def test_query_embeddings_are_cached_apart_from_documents() -> None:
+    embedder = HashingEmbedder()
+    idx = ToolIndex(embedder, query_cache=2)
+    for tool in TOOLS:
+        idx.upsert(tool.id, tool_text(tool), tool.to_document())
+    assert idx.cache is not None
+    documents = len(idx.cache.vectors)
+    calls = embedder.calls
+    for query in ("weather", "email", "weather", "money", "weather"):
+        idx.search(query, 1)
+    assert embedder.calls == calls + 3  # weather, email, money; weather stayed in the LRU
+    assert list(idx._queries) == ["money", "weather"]
+    assert len(idx.cache.vectors) == documents  # queries never reach the on-disk cache
+    idx.query_cache = 0
+    idx._queries.clear()
+    idx.search("weather", 1)
+    idx.search("weather", 1)
+    assert embedder.calls == calls + 5 and not idx._queries
 
 
 def test_index_with_the_real_model(minilm: MiniLMEmbedder) -> None:

