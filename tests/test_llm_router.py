@@ -115,6 +115,25 @@ async def test_fake_tools_refused_switches_to_json_for_good() -> None:
 
 
 @pytest.mark.anyio
+async def test_fake_a_python_call_where_json_was_asked_is_read_with_ast() -> None:
+    refused = LLMRejected("refused", status=400, upstream_message="tools are not supported")
+    reply = '<think>weather</think>\nSure:\n```python\nweather(city="Delhi", unit="C")\n```'
+    fake = FakeLLM([refused, AssistantMessage.text(reply)])
+    decision = await LLMPlanner(fake).decide("weather in Delhi", [], [WEATHER, ORDER])
+    assert decision.tool is WEATHER and decision.arguments == {"city": "Delhi", "unit": "C"}
+    assert decision.mode == "json" and decision.error is None
+
+
+@pytest.mark.anyio
+async def test_fake_a_hostile_python_answer_is_never_evaluated() -> None:
+    reply = "```python\nweather(city=__import__('os').system('id'))\n```"
+    fake = FakeLLM([AssistantMessage.text(reply), AssistantMessage.text(reply)])
+    decision = await LLMPlanner(fake, native_tools=False).decide("weather", [], [WEATHER])
+    assert decision.tool is None or decision.error is not None
+    assert decision.arguments in (None, {})
+
+
+@pytest.mark.anyio
 async def test_fake_other_refusals_propagate() -> None:
     fake = FakeLLM([LLMRejected("bad key", status=401, upstream_message="invalid api key")])
     with pytest.raises(LLMRejected):

@@ -212,11 +212,34 @@ class LLMPlanner:
         found = find_json_object(reply.content or "")
         choice = read_choice(found) if found is not None else None
         if choice is None:
+            as_code = self._read_python(reply, names)
+            if as_code is not None:
+                return as_code
             text = " ".join((reply.content or "").split())
             excerpt = text if len(text) <= 200 else text[:197] + "..."
             return _Attempt(None, problem=f"no JSON object of the asked form in {excerpt!r}")
         name, arguments, reason = choice
         return self._check(name, arguments, names) if name else _Attempt(None, reason=reason)
+
+    def _read_python(self, reply: AssistantMessage, names: Mapping[str, Tool]) -> _Attempt | None:
+        """A model asked for JSON that answered with a Python call of one of the tools (small
+        models often do): read it with the gateway's parser (ast, literals only). ``None``
+        when the reply holds no call."""
+        from toolrun.gateway.errors import ParseError
+        from toolrun.gateway.parse import parse_reply
+
+        offered = [
+            {"type": "function", "function": {"name": n, "parameters": t.input_schema}}
+            for n, t in names.items()
+        ]
+        try:
+            parsed = parse_reply(reply.content or "", offered, parallel=False)
+        except ParseError as exc:
+            return _Attempt(None, problem=f"the call in the answer cannot be used: {exc}")
+        if not parsed.calls:
+            return None
+        call = parsed.calls[0]
+        return self._check(call.name, call.arguments, names)
 
     # -- checking and repairing -------------------------------------------------------------
 
