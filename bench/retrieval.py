@@ -6,11 +6,13 @@ name, best variant; APIBench by ``hub|tool_key``). The READMEs' plain BM25 basel
 measured again in the same run (their recipe: lowercase alphanumeric tokens, k1 1.5, b 0.75,
 their document text) beside the figures they publish. The hybrid weight was chosen on the
 even-numbered queries of both benchmarks; every row shows the even and odd halves, and the
-full run prints the sweep.
+full run prints the sweep. The same for the optional second stage (``toolrun.retrieval.rerank``:
+word match over the hybrid's top 40), off by default, whose row and sweep are printed too.
 
 Latency: one hybrid search (top 10, the query's embedding included, no query cache) at 1k,
 10k and 100k tools made by replicating the BFCL corpus with perturbed text and jittered
-vectors; then the same with the query's embedding cached. Embeddings of the corpora are
+vectors; then the same with the query's embedding cached, with and without the second stage.
+Embeddings of the corpora are
 cached under ``$TMPDIR/toolrun-bench-retrieval`` so reruns are fast.
 """
 
@@ -34,6 +36,7 @@ from toolrun.retrieval.bm25 import BM25
 from toolrun.retrieval.cache import EmbeddingCache
 from toolrun.retrieval.embedder import MiniLMEmbedder
 from toolrun.retrieval.index import DEFAULT_ALPHA, MODES, Entry, ToolIndex
+from toolrun.retrieval.rerank import RERANK, Rerank
 from toolrun.retrieval.text import document_text, words
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -43,6 +46,18 @@ PUBLISHED = {
     "apibench": (13.0, 28.9, 36.5, 23.9),
 }
 ALPHAS = (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
+RERANKS = (  # (match, name) weights of the second stage tried
+    (0.0, 0.0),
+    (0.05, 0.1),
+    (0.1, 0.1),
+    (0.1, 0.2),
+    (0.1, 0.3),
+    (0.15, 0.0),
+    (0.15, 0.15),
+    (0.15, 0.2),
+    (0.2, 0.1),
+    (0.2, 0.2),
+)
 ABLATIONS = (  # label, mode, centred dense, stemmed BM25
     ("ablation: dense, plain cosine", "dense", False, True),
     ("ablation: bm25, unstemmed", "bm25", True, False),
@@ -186,6 +201,7 @@ def ranker(index: ToolIndex, **options: Any) -> Callable[[str], list[str]]:
 
 def quality(cache: EmbeddingCache, quick: bool) -> dict[str, dict[float, Scores]]:
     sweeps: dict[str, dict[float, Scores]] = {}
+    reranks: dict[str, dict[tuple[float, float], Scores]] = {}
     for data in (bfcl(), apibench()):
         queries = data.queries[::10] if quick else data.queries
         started = time.perf_counter()
@@ -214,6 +230,9 @@ def quality(cache: EmbeddingCache, quick: bool) -> dict[str, dict[float, Scores]
             rows = per_query(ranker(index, mode=mode), data.keys, queries)
             label = f"hybrid (alpha {DEFAULT_ALPHA})" if mode == "hybrid" else mode
             print(line(label, rows))
+        rows = per_query(ranker(index, rerank=RERANK), data.keys, queries)
+        label = f"hybrid + word-match rerank ({RERANK.match}, {RERANK.name}; opt-in)"
+        print(line(label, rows))
         if not quick:
             for label, how, centre, stemmed in ABLATIONS:
                 variant = build(data, cache, centre=centre, stemmed=stemmed)
@@ -221,17 +240,31 @@ def quality(cache: EmbeddingCache, quick: bool) -> dict[str, dict[float, Scores]
             sweeps[data.name] = {
                 alpha: per_query(ranker(index, alpha=alpha), data.keys, queries) for alpha in ALPHAS
             }
+            reranks[data.name] = {
+                weights: per_query(
+                    ranker(index, rerank=Rerank(*weights, depth=RERANK.depth)), data.keys, queries
+                )
+                for weights in RERANKS
+            }
     if sweeps:
         print("\nhybrid weight sweep, R@5 on the even queries (where alpha was picked) | odd")
-        print(f"  {'alpha':>6} " + " ".join(f"{name:>18}" for name in sweeps) + f" {'mean':>14}")
-        for alpha in ALPHAS:
-            even = [mean(s[alpha], "even")["R@5"] for s in sweeps.values()]
-            odd = [mean(s[alpha], "odd")["R@5"] for s in sweeps.values()]
-            cells = " ".join(f"{e:>10.1f} | {o:>5.1f}" for e, o in zip(even, odd, strict=True))
-            print(
-                f"  {alpha:>6} {cells} {sum(even) / len(even):>6.2f} | {sum(odd) / len(odd):>5.2f}"
-            )
+        print_sweep("alpha", sweeps)
+        print(
+            f"\nsecond stage (match, name) weights over the top {RERANK.depth}, alpha "
+            f"{DEFAULT_ALPHA}, R@5 on the even queries (where they were picked) | odd"
+        )
+        print_sweep("weights", reranks)
     return sweeps
+
+
+def print_sweep(label: str, sweeps: dict[str, dict[Any, Scores]]) -> None:
+    print(f"  {label:>12} " + " ".join(f"{name:>18}" for name in sweeps) + f" {'mean':>14}")
+    for value in next(iter(sweeps.values())):
+        even = [mean(s[value], "even")["R@5"] for s in sweeps.values()]
+        odd = [mean(s[value], "odd")["R@5"] for s in sweeps.values()]
+        cells = " ".join(f"{e:>10.2f} | {o:>5.2f}" for e, o in zip(even, odd, strict=True))
+        shown = ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        print(f"  {shown:>12} {cells} {sum(even) / len(even):>6.2f} | {sum(odd) / len(odd):>5.2f}")
 
 
 class Precomputed:
@@ -284,11 +317,12 @@ def latency(model: MiniLMEmbedder, cache: EmbeddingCache, quick: bool) -> None:
     print(
         f"\nlatency of one search, top 10, in ms ({os.cpu_count()} CPUs, load average "
         f"{load:.1f} at the start; MiniLM on {model.backend}, one thread). hybrid: the "
-        "query embedded; embed: that alone; cached: the same query again (query cache)"
+        "query embedded; embed: that alone; cached: the same query again (query cache); +rerank: "
+        "cached, with the second stage"
     )
     print(
         f"  {'tools':>8} {'hybrid p50':>10} {'p99':>6} {'embed p50':>9} {'cached p50':>10} "
-        f"{'bm25 p50':>9} {'build s':>8} {'RSS +MB':>8} {'matrix MB':>9}"
+        f"{'+rerank p50':>11} {'bm25 p50':>9} {'build s':>8} {'RSS +MB':>8} {'matrix MB':>9}"
     )
     texts = list(dict.fromkeys(q for q, _ in data.queries))
     step = max(1, len(texts) // (100 if quick else 300))
@@ -306,7 +340,8 @@ def latency(model: MiniLMEmbedder, cache: EmbeddingCache, quick: bool) -> None:
         p50 = {name: percentile(values, 0.5) for name, values in times.items()}
         print(
             f"  {size:>8} {p50['hybrid']:>10.2f} {percentile(times['hybrid'], 0.99):>6.1f} "
-            f"{p50['embed']:>9.2f} {p50['cached']:>10.2f} {p50['bm25']:>9.2f} "
+            f"{p50['embed']:>9.2f} {p50['cached']:>10.2f} {p50['rerank']:>11.2f} "
+            f"{p50['bm25']:>9.2f} "
             f"{built:>8.2f} {grown:>8.0f} {index.matrix.nbytes / 1e6:>9.0f}"
         )
         del index, table, items
@@ -328,11 +363,14 @@ def search_calls(index: ToolIndex, model: MiniLMEmbedder) -> dict[str, Callable[
     def bm25(query: str) -> object:
         return index.search(query, 10, mode="bm25")
 
+    def rerank(query: str) -> object:
+        return index.search(query, 10, rerank=RERANK)
+
     def embed(query: str) -> object:
         return model.embed([query])
 
     # a new query is embedded; the same one again comes from the query cache (of size 1)
-    return {"hybrid": hybrid, "cached": hybrid, "bm25": bm25, "embed": embed}
+    return {"hybrid": hybrid, "cached": hybrid, "rerank": rerank, "bm25": bm25, "embed": embed}
 
 
 def timed(

@@ -355,7 +355,8 @@ def test_bad_search_requests_are_4xx_with_the_error_shape(
 
 
 def test_bad_q_is_4xx(client: TestClient) -> None:
-    for params in ({"q": ""}, {"q": "x", "k": 0}, {"q": "x", "k": 101}):
+    cases: list[dict[str, str | int]] = [{"q": ""}, {"q": "x", "k": 0}, {"q": "x", "k": 101}]
+    for params in cases:
         reply = client.get("/functions", params=params)
         assert reply.status_code == 422
         assert reply.json()["error"]["type"] == "invalid_request"
@@ -374,3 +375,46 @@ def test_service_search_takes_a_filter_dict_and_returns_tuples(
     tool_id, score, parts = hits[0]
     assert tool_id == "convert_currency" and score > 0 and set(parts) == {"bm25", "dense"}
     assert {h[0] for h in hits} == {"convert_currency", "calculate_triangle_area"}
+
+
+def test_rerank_adds_idf_weighted_word_match_over_the_top_hits() -> None:
+    """The second stage (off by default): each query stem a candidate's text uses, weighted by
+    ``log(1 + n / df)`` over the ``n`` candidates, a name word counting double; chat words and
+    stopwords don't count."""
+    from toolrun.retrieval.rerank import RERANK, Rerank, query_terms
+
+    radius = {"properties": {"radius": {"description": "Its radius."}}}
+    idx = ToolIndex(HashingEmbedder())
+    idx.upsert_many(
+        [
+            Entry("area", document_text("circle_area", "Area of a circle.", radius)),
+            Entry("rim", document_text("circle_perimeter", "Length around a circle.", radius)),
+            Entry("mail", document_text("send_email", "Send an email message.")),
+        ]
+    )
+    query = "I need the area of a circle"
+    assert query_terms(query) == ["area", "circl"]
+    assert idx.rerank is None
+    plain = {h.tool_id: h for h in idx.search(query, 3)}
+    assert all(set(h.parts) == {"bm25", "dense"} for h in plain.values())
+    hits = {h.tool_id: h for h in idx.search(query, 3, rerank=Rerank(1.0, 1.0))}
+    best = 2 * np.log(4)  # two query words, three candidates
+    expected = {
+        "area": (2 * np.log(4) + 2 * np.log(2.5), np.log(4) + np.log(2.5)),
+        "rim": (2 * np.log(2.5), np.log(2.5)),
+        "mail": (0.0, 0.0),
+    }
+    for tool_id, (match, name) in expected.items():
+        hit = hits[tool_id]
+        assert hit.parts["match"] == pytest.approx(match / best, abs=1e-6)
+        assert hit.parts["name"] == pytest.approx(name / best, abs=1e-6)
+        assert hit.score == pytest.approx(plain[tool_id].score + (match + name) / best, abs=1e-5)
+    assert idx.search(query, 1, rerank=RERANK)[0].tool_id == "area"
+    assert "match" not in idx.search(query, 1, mode="bm25", rerank=RERANK)[0].parts
+    idx.remove("area")
+    assert idx.names[idx.slots["rim"]] == frozenset({"circl", "perimet"})
+    assert None in idx.names  # the freed slot
+    on = ToolIndex(HashingEmbedder(), rerank=RERANK)
+    on.upsert("rim", document_text("circle_perimeter", "Length around a circle."))
+    assert set(on.search("circle", 1)[0].parts) == {"bm25", "dense", "match", "name"}
+    assert set(on.search("circle", 1, rerank=False)[0].parts) == {"bm25", "dense"}

@@ -9,6 +9,9 @@ cosine.
 Hybrid score: ``alpha * dense/max_dense + (1 - alpha) * bm25/max_bm25`` over the whole index
 (both parts scaled so the best document scores 1), alpha tuned on half of the BFCL and APIBench
 queries.
+
+Optional second stage (``rerank=RERANK``, off by default): the top hits re-scored by how well
+their words cover the query's (:mod:`.rerank`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from toolrun.registry.query import Filter, matches
 from toolrun.retrieval.bm25 import BM25
 from toolrun.retrieval.cache import EmbeddingCache
 from toolrun.retrieval.embedder import Embedder, one_blas_thread
+from toolrun.retrieval.rerank import Rerank, name_terms, word_match
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
@@ -33,7 +37,8 @@ QUERY_CACHE = 256  # query embeddings kept (least recently used dropped)
 
 
 class Hit(NamedTuple):
-    """One ranked tool: ``(tool_id, score, parts)``, parts being ``{"bm25", "dense"}``."""
+    """One ranked tool: ``(tool_id, score, parts)``, parts being ``{"bm25", "dense"}`` (and
+    ``"match"``, ``"name"`` when the second stage re-scored it)."""
 
     tool_id: str
     score: float
@@ -60,6 +65,7 @@ class ToolIndex:
         alpha: float = DEFAULT_ALPHA,
         query_cache: int = QUERY_CACHE,
         centre: bool = True,
+        rerank: Rerank | None = None,
     ) -> None:
         if cache is None and embedder is not None:
             cache = EmbeddingCache(embedder)
@@ -78,6 +84,8 @@ class ToolIndex:
         self._centred: tuple[np.ndarray, np.ndarray] | None = None  # (centroid, 1/|d - m|)
         self.query_cache = query_cache
         self.centre = centre
+        self.rerank = rerank
+        self.names: list[frozenset[str] | None] = []  # each slot's name stems (the rerank)
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._queries_lock = threading.Lock()
 
@@ -108,6 +116,7 @@ class ToolIndex:
                 for slot, entry in zip(slots, chunk, strict=True):
                     self.bm25.add(slot, entry.text)
                     self.documents[slot] = entry.document
+                    self.names[slot] = name_terms(entry.text)
                 if vectors is not None and self.cache is not None:
                     self._sum += vectors.sum(axis=0, dtype=np.float64)
                     self._sum -= self.matrix[slots].sum(axis=0, dtype=np.float64)
@@ -125,7 +134,7 @@ class ToolIndex:
             self._sum -= self.matrix[slot]
             self.matrix[slot] = 0.0
             self._centred = None
-            self.ids[slot] = self.documents[slot] = self.keys[slot] = None
+            self.ids[slot] = self.documents[slot] = self.keys[slot] = self.names[slot] = None
             self._free.append(slot)
             return True
 
@@ -146,6 +155,7 @@ class ToolIndex:
             self.ids.append(None)
             self.documents.append(None)
             self.keys.append(None)
+            self.names.append(None)
             if slot >= len(self.matrix):
                 grown = np.zeros((2 * len(self.matrix), self.matrix.shape[1]), dtype=np.float32)
                 grown[: len(self.matrix)] = self.matrix
@@ -162,12 +172,15 @@ class ToolIndex:
         *,
         mode: Mode = "hybrid",
         alpha: float | None = None,
+        rerank: Rerank | Literal[False] | None = None,
     ) -> list[Hit]:
-        """The ``k`` best entries for ``query`` that match ``where`` (best first)."""
+        """The ``k`` best entries for ``query`` that match ``where`` (best first). ``rerank``
+        overrides the index's second stage (``False``: none); it applies to hybrid only."""
         if mode != "bm25" and self.cache is None:
             mode = "bm25"
         query_vector = self.query_vector(query) if mode != "bm25" else None
         weight = self.alpha if alpha is None else alpha
+        second = self.rerank if rerank is None else rerank or None
         with self._lock:
             size = len(self.ids)
             if not self.slots or k <= 0:
@@ -187,15 +200,35 @@ class ToolIndex:
                 combined += lexical * np.float32((1 - weight) / _best(lexical))
             if self._free:
                 combined[self._free] = -np.inf
+            extra: dict[int, dict[str, float]] = {}
+            if second is not None and mode == "hybrid":
+                extra = self._rerank(second, query, combined)
             picked = self._top(combined, k, where)
             return [
                 Hit(
                     str(self.ids[s]),
                     float(combined[s]),
-                    {"bm25": float(lexical[s]), "dense": float(dense[s])},
+                    {"bm25": float(lexical[s]), "dense": float(dense[s]), **extra.get(s, {})},
                 )
                 for s in picked
             ]
+
+    def _rerank(self, how: Rerank, query: str, combined: np.ndarray) -> dict[int, dict[str, float]]:
+        """Add the second stage's bonus to the top ``how.depth`` slots of ``combined`` (in
+        place); their ``{"match", "name"}`` parts by slot."""
+        depth = min(how.depth, len(self.slots))
+        if depth <= 0:
+            return {}
+        if depth >= len(combined):
+            top = np.flatnonzero(np.isfinite(combined))
+        else:
+            top = np.argpartition(-combined, depth)[:depth]
+        match, named = word_match(self.bm25, self.names, top, query)
+        combined[top] += np.float32(how.match) * match + np.float32(how.name) * named
+        return {
+            int(s): {"match": float(m), "name": float(n)}
+            for s, m, n in zip(top.tolist(), match.tolist(), named.tolist(), strict=True)
+        }
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding: from the last ``query_cache`` queries, from the document
