@@ -311,11 +311,14 @@ def rank_candidates(
     history: Sequence[Turn],
     filter: Mapping[str, Any] | None,
     k: int,
+    *,
+    seen: dict[str, tuple[Tool, Extraction]] | None = None,
 ) -> list[dict[str, Any]]:
     """The top ``k`` tools for ``prompt`` as answer rows (``function``, ``score``, ``fit``,
     ``lead``, ``match``, ``arguments``, ``retrieval``, ``session_boost``, ``parts``), best
     first. ``score`` orders them; ``fit`` (the tool's :func:`fit_score` plus its ``lead``) is
-    what the router compares with ``min_fit``."""
+    what the router compares with ``min_fit``. ``seen`` receives each ranked tool and the
+    arguments read for it, so that the chosen one is not looked up and read again."""
     hits = retriever.search(prompt, max(k, 5), filter)
     tools: list[tuple[Tool, float, dict[str, Any]]] = []
     for tool_id, score, parts in hits:
@@ -328,6 +331,8 @@ def rank_candidates(
     ranked: list[dict[str, Any]] = []
     for (tool, score, parts), match in zip(tools, matches, strict=True):
         extraction = extract_arguments(prompt, tool.input_schema)
+        if seen is not None:
+            seen[tool.id] = (tool, extraction)
         arguments = argument_share(tool, extraction)
         boost = session_boost(history, tool.id)
         complete = not extraction.missing

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from toolrun.errors import ToolNotFound
 from toolrun.execution.scripts import GENERIC, ScriptRunner
 from toolrun.llm.errors import LLMError
 from toolrun.nl.codegen import generate_code, import_target
-from toolrun.nl.extract import Extraction, extract_arguments
+from toolrun.nl.extract import Extraction
 from toolrun.nl.llm_router import Decision, LLMPlanner
 from toolrun.nl.ranking import (
     DEFAULT_MIN_FIT,
@@ -54,6 +54,7 @@ class Plan:
     tool: Tool | None = None
     extraction: Extraction = field(default_factory=Extraction)
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    ranked: dict[str, tuple[Tool, Extraction]] = field(default_factory=dict)  # by tool id
     follow_up: bool = False
     history: list[Turn] = field(default_factory=list)
     planner: str = "extractor"  # or "llm"
@@ -144,10 +145,9 @@ class Router:
                 plan.tool, plan.extraction, plan.follow_up = tool, resolved, True
                 return
         if not plan.candidates:
-            plan.candidates = self.rank(plan.prompt, plan.history, filter, k)
+            self.rank(plan, filter, k)
         if plan.candidates and plan.candidates[0]["fit"] >= self.min_fit:
-            plan.tool = self.store.get(plan.candidates[0]["function"])
-            plan.extraction = extract_arguments(plan.prompt, plan.tool.input_schema)
+            plan.tool, plan.extraction = plan.ranked[plan.candidates[0]["function"]]
 
     def _tool(self, tool_id: str) -> Tool | None:
         try:
@@ -158,8 +158,8 @@ class Router:
     def _llm_candidates(self, plan: Plan, filter: Mapping[str, Any] | None, k: int) -> list[Tool]:
         """The top ``k`` tools, and the one the session last called (without a filter, which
         it might not match) so that the model can resolve a follow-up."""
-        plan.candidates = self.rank(plan.prompt, plan.history, filter, k)
-        tools = [t for t in (self._tool(c["function"]) for c in plan.candidates) if t is not None]
+        self.rank(plan, filter, k)
+        tools = [plan.ranked[c["function"]][0] for c in plan.candidates]
         previous = last_call(plan.history)
         if filter or previous is None or not previous.tool_id:
             return tools
@@ -184,14 +184,17 @@ class Router:
                 evidence={name: dict(by_llm) for name in decision.arguments},
             )
 
-    def rank(
-        self,
-        prompt: str,
-        history: Sequence[Turn],
-        filter: Mapping[str, Any] | None,
-        k: int,
-    ) -> list[dict[str, Any]]:
-        return rank_candidates(self.store, self.retriever, prompt, history, filter, k)
+    def rank(self, plan: Plan, filter: Mapping[str, Any] | None, k: int) -> None:
+        """Rank the candidates for ``plan`` (its ``candidates`` and ``ranked``)."""
+        plan.candidates = rank_candidates(
+            self.store,
+            self.retriever,
+            plan.prompt,
+            plan.history,
+            filter,
+            k,
+            seen=plan.ranked,
+        )
 
     async def execute(
         self,
