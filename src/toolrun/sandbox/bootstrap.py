@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 _LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
 _PR_SET_NO_NEW_PRIVS = 38
@@ -272,9 +272,19 @@ def _install_stubs(stubs: dict[str, dict[str, dict[str, Any]]], caller: _Caller)
     sys.modules.setdefault("toolrun.errors", errors)
 
 
-def _run_script(request: dict[str, Any], channel: _Channel) -> None:
+def _fail(channel: _Channel, exc: BaseException) -> NoReturn:
+    """Report the code's own exception (type, message, traceback tail) and exit 1."""
     import traceback
 
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    text = "".join(frames)[-8000:]
+    channel.send({"error": {"type": type(exc).__name__, "message": str(exc), "trace": text}})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _run_script(request: dict[str, Any], channel: _Channel) -> None:
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
         exec(compile(request["source"], "<script>", "exec"), namespace)
@@ -284,19 +294,12 @@ def _run_script(request: dict[str, Any], channel: _Channel) -> None:
             sys.stdout.flush()
             os._exit(1)
     except BaseException as exc:  # the script's own failure, reported
-        frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        text = "".join(frames)[-8000:]
-        channel.send({"error": {"type": type(exc).__name__, "message": str(exc), "trace": text}})
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
+        _fail(channel, exc)
     sys.stdout.flush()
     channel.send({"result": None})
 
 
 def _run_code(request: dict[str, Any], channel: _Channel) -> None:
-    import traceback
-
     namespace: dict[str, Any] = {"__name__": "__toolrun_code__", "__builtins__": __builtins__}
     try:
         code = compile(request["source"], "<tool>", "exec")
@@ -311,12 +314,7 @@ def _run_code(request: dict[str, Any], channel: _Channel) -> None:
 
             value = asyncio.run(_await(value))
     except Exception as exc:  # the tool's own failure: reported, not a crash of the sandbox
-        frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        text = "".join(frames)[-8000:]
-        channel.send({"error": {"type": type(exc).__name__, "message": str(exc), "trace": text}})
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
+        _fail(channel, exc)
     try:
         channel.send({"result": value})
     except (TypeError, ValueError) as exc:
