@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
+
 from tests.llm_server import Reply, ScriptedLLMServer, completion, sse
 from tests.test_client import threaded_server
 from toolrun.config import Settings
@@ -112,6 +114,15 @@ class Served:
     @property
     def v1(self) -> str:
         return f"{self.url}/v1"
+
+    @contextmanager
+    def openai_client(self) -> Iterator[openai.OpenAI]:
+        """The official client on the gateway, for one test: the upstream's record starts
+        empty, and every reply the test scripted must have been used by its end."""
+        self.llm.requests.clear()
+        with openai.OpenAI(base_url=self.v1, api_key="unused", max_retries=0) as made:
+            yield made
+        assert self.llm.pending == 0, "a scripted reply was not used"
 
     def sent(self, index: int = -1) -> dict[str, Any]:
         """The body the gateway sent upstream (the last one by default)."""

@@ -27,10 +27,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture
 def client(gw: Served) -> Iterator[openai.OpenAI]:
-    gw.llm.requests.clear()
-    with openai.OpenAI(base_url=gw.v1, api_key="unused", max_retries=0) as made:
+    with gw.openai_client() as made:
         yield made
-    assert gw.llm.pending == 0, "a scripted reply was not used"
 
 
 def trace_of(reply: Any) -> list[dict[str, Any]]:
