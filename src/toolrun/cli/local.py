@@ -21,16 +21,22 @@ def _platform(settings: Settings) -> Platform:
     return platform
 
 
+def filter_option(filter_json: str | None) -> dict[str, Any] | None:
+    """The ``--filter`` option's JSON object (a Mongo-style filter, not yet parsed)."""
+    if not filter_json:
+        return None
+    try:
+        raw = json.loads(filter_json)
+    except json.JSONDecodeError as exc:
+        raise InvalidDefinition(f"--filter is not JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(raw, dict):
+        raise InvalidDefinition('--filter must be a JSON object, e.g. \'{"tags": "math"}\'')
+    return raw
+
+
 def list_tools(settings: Settings, filter_json: str | None) -> list[str]:
-    where = None
-    if filter_json:
-        try:
-            raw = json.loads(filter_json)
-        except json.JSONDecodeError as exc:
-            raise InvalidDefinition(
-                f"--filter is not JSON: {exc.msg} at position {exc.pos}"
-            ) from None
-        where = parse_filter(raw, roots=DOCUMENT_FIELDS)
+    raw = filter_option(filter_json)
+    where = parse_filter(raw, roots=DOCUMENT_FIELDS) if raw is not None else None
     tools = _platform(settings).tools.query(where)
     width = max((len(t.id) for t in tools), default=0)
     rows = []

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
+from toolrun.cli.local import filter_option
 from toolrun.config import Settings
 from toolrun.errors import InvalidDefinition
 from toolrun.platform import Platform
 
 
 def parse_filter_json(filter_json: str | None) -> dict[str, Any] | None:
-    if not filter_json:
+    raw = filter_option(filter_json)
+    if raw is None:
         return None
-    try:
-        raw = json.loads(filter_json)
-    except json.JSONDecodeError as exc:
-        raise InvalidDefinition(f"--filter is not JSON: {exc.msg} at position {exc.pos}") from None
-    if not isinstance(raw, dict):
-        raise InvalidDefinition('--filter must be a JSON object, e.g. \'{"tags": "math"}\'')
     from toolrun.mcp.server import parse_mcp_filter
 
     parse_mcp_filter(raw)  # its errors name the bad operator or path
