@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from toolrun.config import SandboxSettings, Settings
 from toolrun.errors import NotExecutable
-from toolrun.execution.scripts import GENERIC, ScriptResult, ScriptRunner, response_value
+from toolrun.execution.scripts import GENERIC, ScriptResult, ScriptRunner
 from toolrun.nl.codegen import generate_code
 from toolrun.registry.tool import Tool
 from toolrun.response import Response
@@ -235,10 +235,10 @@ def test_without_a_sandbox_only_server_generated_code_may_use_a_process(
 def test_a_tool_s_value_reaches_the_script_as_it_was_returned(
     response: Response, value: Any
 ) -> None:
-    assert response_value(response) == value
+    assert response.value == value
 
 
 @pytest.mark.parametrize("value", [{"result": 42}, {"a": [1, 2]}, 7, "7", "text", [1, "a"], None])
 def test_values_survive_the_wire_form_of_a_response(value: Any) -> None:
     wire = Response.from_dict(Response.from_value(value).to_dict())
-    assert response_value(wire) == value
+    assert wire.value == value

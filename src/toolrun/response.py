@@ -238,6 +238,27 @@ class Response:
             return self.text
         return [item.to_dict() for item in self.content]
 
+    @property
+    def value(self) -> Any:
+        """What a Python caller of the tool gets back (code actions, chains, generated code):
+        the value the tool returned (one JSON item), else the structured content, else the
+        text. ``{"result": x}`` is unwrapped unless the tool returned exactly that object,
+        which its text content (the value as JSON) tells."""
+        items = self.content
+        if len(items) == 1 and isinstance(items[0], JsonItem):
+            return items[0].value
+        structured = self.structured
+        if structured is not None and set(structured) == {"result"}:
+            try:
+                as_text = json.loads(self.text)
+            except ValueError:
+                as_text = None
+            return structured if as_text == structured else structured["result"]
+        if structured is not None:
+            return structured
+        texts = [item.text for item in items if isinstance(item, TextItem)]
+        return "\n".join(texts) if texts else None
+
     def items(self) -> Iterable[ResponseItem]:
         return iter(self.content)
 

@@ -14,7 +14,6 @@ in a fixed template, :mod:`toolrun.nl.codegen`) may run in a plain worker proces
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -26,7 +25,7 @@ from toolrun.errors import NotExecutable, ToolrunError
 from toolrun.execution.jobs import Job
 from toolrun.execution.runtimes.sandboxed import sandbox_limits
 from toolrun.registry.tool import Tool
-from toolrun.response import JsonItem, Response, TextItem
+from toolrun.response import Response
 from toolrun.sandbox.launcher import Sandbox, SandboxHost, SandboxRequest
 from toolrun.sandbox.probe import probe_with
 
@@ -92,27 +91,6 @@ def stub_spec(tool: Tool) -> dict[str, Any]:
         "open": not properties or schema.get("additionalProperties", True) is not False,
         "doc": tool.description,
     }
-
-
-def response_value(response: Response) -> Any:
-    """What a Python caller of the tool gets back: the value the tool returned (one JSON
-    item), else its structured content, else its text."""
-    items = response.content
-    if len(items) == 1 and isinstance(items[0], JsonItem):
-        return items[0].value
-    structured = response.structured
-    if structured is not None and set(structured) == {"result"}:
-        # Either a non-object value wrapped as {"result": x}, or an object that was exactly
-        # that: the text content (the value as JSON) tells which.
-        try:
-            as_text = json.loads(response.text)
-        except ValueError:
-            as_text = None
-        return structured if as_text == structured else structured["result"]
-    if structured is not None:
-        return structured
-    texts = [item.text for item in items if isinstance(item, TextItem)]
-    return "\n".join(texts) if texts else None
 
 
 class ScriptRunner:
@@ -184,7 +162,7 @@ class ScriptRunner:
             if response.is_error:
                 call.error = response.text or "the tool failed"
                 return {"error": call.error}
-            return {"value": response_value(response)}
+            return {"value": response.value}
 
         request = SandboxRequest(
             mode="script",

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from toolrun.errors import NotExecutable, ToolrunError
 from toolrun.execution.runtimes.base import RuntimeRunner
-from toolrun.execution.scripts import response_value
 from toolrun.registry.runtimes import ChainRuntime, ChainStep
 from toolrun.registry.tool import Tool
 from toolrun.response import Response
@@ -196,7 +195,7 @@ class _Run:
         )
         if response.is_error:
             raise StepFailed(step, response.text or "the tool failed")
-        self.scope["steps"][step.id] = response_value(response)
+        self.scope["steps"][step.id] = response.value
         if self.on_progress is not None:
             finished = sum(1 for r in self.trace.values() if r["status"] == "succeeded")
             self.on_progress(
