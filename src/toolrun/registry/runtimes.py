@@ -7,11 +7,28 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _split_command(value: Any) -> Any:
+    """A command given as one string is split the way a shell would split it."""
+    return shlex.split(value) if isinstance(value, str) else value
+
+
+# argv of a command or stdio server, a string split; min_length belongs to the list itself
+Argv = Annotated[list[str], Field(min_length=1), BeforeValidator(_split_command)]
 
 
 class _RuntimeBase(BaseModel):
@@ -41,20 +58,11 @@ class CommandRuntime(_RuntimeBase):
     """
 
     kind: Literal["command"] = "command"
-    command: list[str] = Field(min_length=1, description="argv[0..]: program and fixed arguments.")
+    command: Argv = Field(description="argv[0..]: program and fixed arguments.")
     mode: Literal["stdin_json", "argv"] = "stdin_json"
     args: list[str] = Field(default_factory=list, description="argv templates (mode 'argv').")
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            import shlex
-
-            return shlex.split(value)
-        return value
 
 
 class HttpAuth(_RuntimeBase):
@@ -232,20 +240,9 @@ class McpRuntime(_RuntimeBase):
     kind: Literal["mcp"] = "mcp"
     tool: str = Field(min_length=1, max_length=256, description="The tool's name on the server.")
     url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
-    command: list[str] | None = Field(
-        default=None, min_length=1, description="argv of a stdio MCP server."
-    )
+    command: Argv | None = Field(default=None, description="argv of a stdio MCP server.")
     env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment.")
     cwd: str | None = Field(default=None, description="stdio: the working directory.")
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            import shlex
-
-            return shlex.split(value)
-        return value
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpRuntime:
