@@ -53,6 +53,24 @@ class RuntimeRunner(ABC):
         return await self.run(tool, arguments, timeout_s)
 
 
+class StartAwareRunner(RuntimeRunner):
+    """A runner that knows when its call really starts (a free worker, a sandbox, a chain):
+    it implements :meth:`run_with_start_hook`, and :meth:`run` is that call without hooks."""
+
+    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
+        return await self.run_with_start_hook(tool, arguments, timeout_s, None)
+
+    @abstractmethod
+    async def run_with_start_hook(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        on_start: Callable[[], Awaitable[None]] | None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Response: ...
+
+
 class TemplateError(ValueError):
     """A ``{name}`` template that cannot be filled; the message says why."""
 

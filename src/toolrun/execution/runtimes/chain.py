@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from toolrun.errors import NotExecutable, ToolrunError
-from toolrun.execution.runtimes.base import RuntimeRunner
+from toolrun.execution.runtimes.base import StartAwareRunner
 from toolrun.registry.runtimes import ChainRuntime, ChainStep
 from toolrun.registry.tool import Tool
 from toolrun.response import Response
@@ -66,7 +66,7 @@ def lookup(scope: Any, path: str) -> Any:
     return current
 
 
-class ChainRunner(RuntimeRunner):
+class ChainRunner(StartAwareRunner):
     """Runs chains; needs the :class:`ToolRunner` it belongs to and a way to prepare calls
     (``bind``, done by the executor that owns both)."""
 
@@ -93,9 +93,6 @@ class ChainRunner(RuntimeRunner):
         if not isinstance(tool.runtime, ChainRuntime):
             raise NotExecutable(f"tool {tool.id!r} is not a chain")
         return tool.runtime
-
-    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
-        return await self.run_with_start_hook(tool, arguments, timeout_s, None)
 
     async def run_with_start_hook(
         self,

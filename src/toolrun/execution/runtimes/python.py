@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from toolrun import progress
 from toolrun.errors import NotExecutable
 from toolrun.execution.pool import WorkerPool
-from toolrun.execution.runtimes.base import RuntimeRunner
+from toolrun.execution.runtimes.base import RuntimeRunner, StartAwareRunner
 from toolrun.execution.runtimes.thread_hop import ThreadHop
 from toolrun.execution.worker import exception_response, load_error, load_target
 from toolrun.registry.discovery import SOURCE_FOLDER, mount_folder
@@ -32,7 +32,7 @@ def python_target(tool: Tool) -> str:
     return tool.runtime.target
 
 
-class ProcessPythonRunner(RuntimeRunner):
+class ProcessPythonRunner(StartAwareRunner):
     """Runs the callable in a :class:`WorkerPool` worker; owns the pool's start and close."""
 
     def __init__(self, pool: WorkerPool) -> None:
@@ -43,9 +43,6 @@ class ProcessPythonRunner(RuntimeRunner):
 
     async def close(self) -> None:
         await self.pool.close()
-
-    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
-        return await self.run_with_start_hook(tool, arguments, timeout_s, None)
 
     async def run_with_start_hook(
         self,

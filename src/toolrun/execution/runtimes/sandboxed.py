@@ -19,7 +19,7 @@ from typing import Any
 from toolrun import progress
 from toolrun.config import SandboxSettings, Settings
 from toolrun.errors import NotExecutable
-from toolrun.execution.runtimes.base import RuntimeRunner, TemplateError
+from toolrun.execution.runtimes.base import StartAwareRunner, TemplateError
 from toolrun.execution.runtimes.command import (
     ERROR_TAIL_CHARS,
     build_invocation,
@@ -49,7 +49,7 @@ BASE_ENV = {
 }
 
 
-class SandboxRunner(RuntimeRunner):
+class SandboxRunner(StartAwareRunner):
     """Runs tools in the sandbox tier; see the module docstring."""
 
     def __init__(self, settings: Settings) -> None:
@@ -113,9 +113,6 @@ class SandboxRunner(RuntimeRunner):
                 )
             env[name] = secret.get_secret_value()
         return env
-
-    async def run(self, tool: Tool, arguments: dict[str, Any], timeout_s: float) -> Response:
-        return await self.run_with_start_hook(tool, arguments, timeout_s, None)
 
     async def run_with_start_hook(
         self,
