@@ -415,19 +415,18 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", mcp_section(), flags=re.S)
 
 
-def run_python(snippet: str, server: RunningServer, env: dict[str, str]) -> list[str]:
-    code = snippet.replace("localhost:8000", f"127.0.0.1:{server.port}")
+def run_checked(argv: list[str], env: dict[str, str]) -> str:
+    """A README snippet's command, which must succeed; its stdout."""
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-        check=False,
+        argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
+    return done.stdout
+
+
+def run_python(snippet: str, server: RunningServer, env: dict[str, str]) -> list[str]:
+    code = snippet.replace("localhost:8000", f"127.0.0.1:{server.port}")
+    return run_checked([sys.executable, "-c", code], env).splitlines()
 
 
 def test_readme_snippets_run(
@@ -456,16 +455,7 @@ def test_readme_snippets_run(
 
     (register,) = [b for b in blocks("bash") if "register --mcp" in b]
     port = echo_url.split(":")[2].split("/")[0]
-    done = subprocess.run(
-        ["bash", "-ec", register.replace("9000", port)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_checked(["bash", "-ec", register.replace("9000", port)], env)
     assert run_python(imported, server, env) == [
         "{'content': [{'type': 'text', 'text': '5'}], 'isError': False, "
         "'structuredContent': {'result': 5}}",
